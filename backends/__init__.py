@@ -1,0 +1,1 @@
+"""Concrete dLLM policies (LLaDA, Dream) and execution engines."""

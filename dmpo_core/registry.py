@@ -1,0 +1,210 @@
+"""The component registry, filled by plugins through pluggy hooks.
+
+Built-in components (the ``dmpo`` distribution's own backends, tasks, samplers,
+weightings ...) and third-party ones are registered the same way: modules listed in the
+entry-point group ``dmpo`` implement ``register_<things>(register)`` hooks. Loading is
+lazy (on the first :func:`get_registry`) and idempotent. A plugin that fails to import or
+to register is reported by name and does not take the others down.
+
+The environment variable ``DMPO_PLUGINS`` (comma-separated entry-point names) restricts
+which third-party plugins load; the ``dmpo`` distribution's own always load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+import pluggy
+
+from dmpo_core import hookspecs
+from dmpo_core.errors import DuplicateNameError, InvalidArgumentError, UnknownNameError
+
+ENTRY_POINT_GROUP = "dmpo"
+ENV_RESTRICT = "DMPO_PLUGINS"
+OWN_DISTRIBUTION = "dmpo"
+
+#: kind -> hook that registers it. Every hook spec appears here (a meta-test checks it).
+HOOKS: dict[str, str] = {
+    "backend": "register_backends",
+    "engine": "register_engines",
+    "sampler": "register_samplers",
+    "task": "register_tasks",
+    "reward": "register_rewards",
+    "weighting": "register_weightings",
+    "objective": "register_objectives",
+    "command": "register_commands",
+}
+
+
+@attrs.frozen(kw_only=True)
+class Entry:
+    """One registered component."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    """Name of the plugin that registered it."""
+    help: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@attrs.define
+class PluginReport:
+    """What happened while loading plugins."""
+
+    loaded: list[str] = attrs.field(factory=list)
+    """Plugins that registered successfully, in load order."""
+    failed: dict[str, str] = attrs.field(factory=dict)
+    """Plugin name -> one-line reason, for plugins that failed to import or register."""
+
+
+class Registry:
+    """Components of every kind, looked up by name or alias."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS}
+        self._aliases: dict[str, dict[str, str]] = {kind: {} for kind in HOOKS}
+        self.report = PluginReport()
+
+    def add(self, entry: Entry) -> None:
+        """Add ``entry``; a name or alias already taken for its kind is a DuplicateNameError."""
+        if entry.kind not in HOOKS:
+            raise InvalidArgumentError("kind", entry.kind, f"use one of {', '.join(HOOKS)}")
+        taken = self._aliases[entry.kind]
+        for name in (entry.name, *entry.aliases):
+            if name in taken:
+                other = self._entries[entry.kind][taken[name]]
+                raise DuplicateNameError(entry.kind, name, other.plugin, entry.plugin)
+        self._entries[entry.kind][entry.name] = entry
+        for name in (entry.name, *entry.aliases):
+            taken[name] = entry.name
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry of ``kind`` registered as ``name``; UnknownNameError lists the available names."""
+        if kind not in HOOKS:
+            raise InvalidArgumentError("kind", kind, f"use one of {', '.join(HOOKS)}")
+        canonical = self._aliases[kind].get(name)
+        if canonical is None:
+            raise UnknownNameError(kind, name, self.names(kind))
+        return self._entries[kind][canonical]
+
+    def create(self, kind: str, name: str, **options: Any) -> Any:
+        """Build the component ``name`` of ``kind`` with ``options``."""
+        return self.get(kind, name).factory(**options)
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted canonical names of ``kind``."""
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        """Entries of one kind, or of all kinds, sorted by kind then name."""
+        kinds = [kind] if kind else list(HOOKS)
+        return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager that knows dmpo's hook specs."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    seen: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in eps:  # an editable and a regular install can list the same entry point twice
+        seen.setdefault(ep.name, ep)
+    return list(seen.values())
+
+
+def _allowed(ep: importlib.metadata.EntryPoint, restrict: set[str] | None) -> bool:
+    dist = getattr(ep, "dist", None)
+    own = dist is not None and dist.name == OWN_DISTRIBUTION
+    return own or restrict is None or ep.name in restrict
+
+
+def _collect(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Entry]:
+    """Call every hook ``plugin`` implements and return what it registered."""
+    found: list[Entry] = []
+    for kind, hook_name in HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+
+            def register(
+                comp_name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = (), help: str = "", _kind=kind
+            ) -> None:
+                found.append(
+                    Entry(kind=_kind, name=comp_name, factory=factory, plugin=name, help=help, aliases=tuple(aliases))
+                )
+
+            kwargs = {"register": register} if "register" in impl.argnames else {}
+            impl.function(**kwargs)
+    return found
+
+
+def build_registry(
+    *, plugins: Sequence[tuple[str, object]] = (), entry_points: bool = True, restrict: set[str] | None = None
+) -> Registry:
+    """Load plugins and build a registry.
+
+    Args:
+        plugins: extra ``(name, module_or_object)`` plugins to register first (tests use this).
+        entry_points: also load the entry-point group ``dmpo``.
+        restrict: names of third-party entry points to load (None: all, or ``$DMPO_PLUGINS``).
+
+    Raises:
+        DuplicateNameError: two plugins registered the same name for one kind.
+    """
+    if restrict is None and os.environ.get(ENV_RESTRICT) is not None:
+        restrict = {n.strip() for n in os.environ[ENV_RESTRICT].split(",") if n.strip()}
+    registry = Registry()
+    pm = plugin_manager()
+    candidates: list[tuple[str, Callable[[], object]]] = [(n, (lambda p=p: p)) for n, p in plugins]
+    if entry_points:
+        candidates += [(ep.name, ep.load) for ep in _entry_points() if _allowed(ep, restrict)]
+    for name, load in candidates:
+        if pm.has_plugin(name):
+            continue
+        try:
+            plugin = load()
+            pm.register(plugin, name=name)
+            try:
+                pm.check_pending()
+            except pluggy.PluginValidationError:
+                pm.unregister(plugin)
+                raise
+            entries = _collect(pm, plugin, name)
+        except Exception as err:  # noqa: BLE001 - any failure of a plugin is reported, not fatal
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            registry.report.failed[name] = reason
+            if pm.has_plugin(name):
+                pm.unregister(name=name)
+            continue
+        for entry in entries:
+            registry.add(entry)
+        registry.report.loaded.append(name)
+    return registry
+
+
+_DEFAULT: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use from the installed plugins."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = build_registry()
+    return _DEFAULT
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (the next :func:`get_registry` reloads plugins)."""
+    global _DEFAULT
+    _DEFAULT = None
+

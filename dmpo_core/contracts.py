@@ -8,7 +8,7 @@ plugin's object lacks a method. Shapes use the letters of ALGORITHM.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -188,13 +188,16 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Task(Protocol):
-    """A task plugin: data, prompts, reward and metric."""
+    """A task plugin: data, prompts, rewards and metric.
+
+    Items are plain dicts of task fields (e.g. ``{"puzzle": ..., "solution": ...}``).
+    """
 
     name: str
     """Registered name, e.g. ``sudoku``."""
 
     def train_items(self) -> Sequence[Mapping[str, Any]]:
-        """Training items (dicts of task fields); deterministic for a given task config."""
+        """Training items; deterministic for a given task config."""
         ...
 
     def test_items(self) -> Sequence[Mapping[str, Any]]:
@@ -202,11 +205,21 @@ class Task(Protocol):
         ...
 
     def prompt(self, item: Mapping[str, Any], tokenizer: Any) -> str:
-        """The prompt text of ``item`` (the tokenizer's chat template is applied here when used)."""
+        """The prompt text of ``item``, with the tokenizer's chat template applied when the
+        task's prompt style uses it (the text is then tokenized without special tokens)."""
         ...
 
-    def rewards(self) -> Iterable[tuple[str, float, Reward]]:
-        """The named reward components with their weights; the reward is their weighted sum."""
+    def reward_components(self) -> Sequence[Any]:
+        """The task's named, weighted reward components (``dmpo.tasks.base.RewardComponent``);
+        the training reward is their weighted sum."""
+        ...
+
+    def extract_answer(self, completion: str) -> str | None:
+        """The answer parsed from a completion (None when there is none), for audit logs."""
+        ...
+
+    def score(self, completion: str, item: Mapping[str, Any]) -> float:
+        """Evaluation score of one completion in [0, 1] (the metric averages it)."""
         ...
 
     def metric(self, completions: Sequence[str], items: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -35,9 +35,11 @@ def cli() -> None:
 
 
 def _add_builtin_commands() -> None:
-    from dmpo.cli import commands_plugins
+    from dmpo.cli import commands_eval, commands_plot, commands_plugins, commands_train
 
-    cli.add_command(commands_plugins.plugins)
+    for command in (commands_plugins.plugins, commands_train.train, commands_eval.eval_cmd,
+                    commands_eval.generate, commands_plot.plot):
+        cli.add_command(command)
 
 
 def _add_plugin_commands() -> None:

@@ -174,7 +174,14 @@ class Engine(Protocol):
         ...
 
     def step(self) -> float:
-        """Clip, apply the optimizer and the LR schedule, zero the gradients; return the gradient norm."""
+        """Clip, apply the optimizer and the LR schedule, zero the gradients; return the gradient norm.
+
+        A non-finite gradient norm skips the update (gradients are dropped) and is returned as is.
+        """
+        ...
+
+    def zero_grad(self) -> None:
+        """Drop accumulated gradients without updating."""
         ...
 
     def state_dict(self) -> dict[str, Any]:

@@ -64,6 +64,11 @@ class DdoObjective:
     def __attrs_post_init__(self) -> None:
         check_replicates(self.replicates, self.antithetic)
 
+    @property
+    def needs_log_p_old(self) -> bool:
+        """DDO's log-ratio needs ``log p_old(x)`` of every completion."""
+        return True
+
     def _elbo(self, policy: Policy, batch: RolloutBatch, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         masks = sample_masks(batch.eligible, self.replicates, antithetic=self.antithetic, clamp=self.clamp, generator=generator)  # [R, N, L]
         logp = masked_token_logp(policy.logits, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, masks, policy.mask_id)  # [R, N, L]

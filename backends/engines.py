@@ -1,0 +1,97 @@
+"""Execution engines: how parameter updates are applied.
+
+``local``: one process, CPU or one GPU. AdamW on the policy's trainable parameters,
+gradient-norm clipping, linear warm-up then constant/linear/cosine decay. Gradient
+accumulation is the caller's: ``backward`` adds up, ``step`` applies once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from dmpo_core.hookspecs import hookimpl
+
+
+def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LocalEngine:
+    """Single-process engine (satisfies :class:`dmpo_core.contracts.Engine`)."""
+
+    def __init__(
+        self,
+        policy: Any,
+        *,
+        lr: float = 1e-6,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        weight_decay: float = 0.1,
+        grad_clip: float = 0.2,
+        warmup_steps: int = 0,
+        schedule: str = "constant",
+        total_steps: int = 1,
+    ) -> None:
+        self.params = [p for p in policy.trainable_parameters() if p.requires_grad]
+        if not self.params:
+            from dmpo_core.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("policy", type(policy).__name__, "it has no trainable parameters")
+        self._device = policy.device
+        self.grad_clip = grad_clip
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay,
+            foreach=self._device.type != "cpu" or None,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, warmup_steps=warmup_steps, total_steps=total_steps, schedule=schedule),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def lr(self) -> float:
+        """Learning rate of the next step."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> float:
+        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        if math.isfinite(norm):
+            self.optimizer.step()
+            self.scheduler.step()
+        self.zero_grad()
+        return norm
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+@hookimpl
+def register_engines(register):
+    register("local", LocalEngine, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")

@@ -1,0 +1,91 @@
+"""Turn a TrainConfig into built components: names are checked, and every cheap component
+is built, BEFORE the model is loaded, so a bad config fails in a second, not after a
+multi-gigabyte load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from dmpo_core.errors import ConfigError, DmpoError
+from dmpo_core.registry import Registry, get_registry
+from dmpo_core.training import Components, TrainConfig
+from dmpo.backends import builtin
+
+
+def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> dict[str, Any]:
+    rc = cfg.rollout
+    return {
+        "gen_length": rc.gen_length,
+        "block_length": rc.block_length,
+        "steps": rc.steps,
+        "temperature": rc.temperature if temperature is None else temperature,
+        "remasking": rc.remasking,
+    }
+
+
+@attrs.frozen
+class Plan:
+    """Everything but the policy and the engine (which need the loaded model)."""
+
+    task: Any
+    sampler: Any
+    eval_sampler: Any
+    weighting: Any
+    objective: Any
+
+
+def plan(cfg: TrainConfig, registry: Registry | None = None) -> Plan:
+    """Check every name and build the model-free components; one ConfigError lists all problems."""
+    reg = registry or get_registry()
+    problems: list[str] = []
+    built: dict[str, Any] = {}
+
+    def attempt(key: str, kind: str, name: str, options: dict[str, Any]) -> None:
+        try:
+            built[key] = reg.create(kind, name, **options)
+        except DmpoError as err:
+            problems.append(f"{key}: {err}")
+        except TypeError as err:  # unknown keyword option of a component
+            problems.append(f"{key} {name!r}: {err}")
+
+    for kind, name in (("backend", cfg.backend), ("engine", cfg.engine)):
+        try:
+            reg.get(kind, name)
+        except DmpoError as err:
+            problems.append(str(err))
+    try:
+        builtin.resolve(cfg.model)
+    except DmpoError as err:
+        problems.append(str(err))
+    attempt("task", "task", cfg.task, dict(cfg.task_options))
+    attempt("sampler", "sampler", cfg.rollout.sampler, sampler_options(cfg))
+    attempt("eval_sampler", "sampler", cfg.rollout.sampler, sampler_options(cfg, temperature=0.0))
+    attempt("weighting", "weighting", cfg.weighting.scheme, dict(cfg.weighting.options))
+    attempt("objective", "objective", cfg.loss.objective, dict(cfg.loss.options))
+    if problems:
+        raise ConfigError(problems, source="run configuration")
+    return Plan(**built)
+
+
+def load_policy(backend: str, model: str, options: dict[str, Any], registry: Registry | None = None) -> Any:
+    """Load a policy through its registered backend (``builtin:NAME`` resolved to the shipped folder)."""
+    reg = registry or get_registry()
+    return reg.create("backend", backend, model=builtin.resolve(model), **options)
+
+
+def build_components(cfg: TrainConfig, registry: Registry | None = None) -> Components:
+    """Plan (fast checks), then load the policy and make the engine."""
+    reg = registry or get_registry()
+    p = plan(cfg, reg)
+    policy = load_policy(cfg.backend, cfg.model, dict(cfg.backend_options), reg)
+    o = cfg.optim
+    engine = reg.create(
+        "engine", cfg.engine, policy=policy, lr=o.lr, beta1=o.beta1, beta2=o.beta2, weight_decay=o.weight_decay,
+        grad_clip=o.grad_clip, warmup_steps=o.warmup_steps, schedule=o.schedule,
+        total_steps=cfg.total_steps * cfg.loss.num_iterations,
+    )
+    return Components(policy=policy, task=p.task, sampler=p.sampler, eval_sampler=p.eval_sampler,
+                      weighting=p.weighting, objective=p.objective, engine=engine)

@@ -1,0 +1,118 @@
+"""``dmpo eval`` (accuracy and NFE on a task's held-out split) and ``dmpo generate`` (one prompt)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import click
+import torch
+
+from dmpo_core.errors import ConfigError
+from dmpo_core.registry import get_registry
+from dmpo_core.training.evaluate import evaluate
+from dmpo_core.training.rollout import decode_completions, encode_prompts
+from dmpo.backends import builtin
+from dmpo.cli import build, configfile
+
+
+def _options(sets: tuple[str, ...]) -> dict:
+    return configfile.apply_sets({}, sets)
+
+
+def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float, remasking: str):
+    steps = steps if steps is not None else gen_length // 2
+    return get_registry().create("sampler", name, gen_length=gen_length, block_length=block_length, steps=steps,
+                                 temperature=temperature, remasking=remasking)
+
+
+def _recommended(model: str, key: str, default):
+    rc = builtin.recommended_config(model).get("rollout", {})
+    return rc.get(key, default)
+
+
+SAMPLING_OPTIONS = [
+    click.option("--gen-length", type=int, default=None, help="Completion length L (default: the model's recommended, else 256)."),
+    click.option("--block-length", type=int, default=None, help="Semi-autoregressive block length (default: recommended, else 32)."),
+    click.option("--steps", type=int, default=None,
+                 help="Denoising steps; gen_length/2 as in d1 (the default), gen_length as in DMPO."),
+    click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy decoding."),
+    click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default="low_confidence", show_default=True),
+    click.option("--sampler", default="low-confidence", show_default=True, help="Registered sampler."),
+    click.option("--backend", default="llada", show_default=True, help="Registered backend."),
+    click.option("--backend-option", "backend_sets", multiple=True, metavar="KEY=VALUE",
+                 help="Backend option, e.g. dtype=bfloat16 or device=cuda (repeatable)."),
+]
+
+
+def sampling_options(fn):
+    for opt in reversed(SAMPLING_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _lengths(model, gen_length, block_length):
+    gen_length = gen_length or _recommended(model, "gen_length", 256)
+    block_length = block_length or min(_recommended(model, "block_length", 32), gen_length)
+    return gen_length, block_length
+
+
+@click.command("eval")
+@click.option("--task", required=True, help="Registered task.")
+@click.option("--model", required=True, help="Checkpoint folder, LoRA adapter folder, hub id, or builtin:NAME.")
+@sampling_options
+@click.option("--task-option", "task_sets", multiple=True, metavar="KEY=VALUE",
+              help="Task option, e.g. prompt_style=compact or csv_path=data.csv (repeatable).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Prompts per sampler call.")
+@click.option("--limit", type=int, default=None, help="Evaluate a random subsample of this many items.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and of sampling.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="JSON-lines file with every generation, its parsed answer and score (for audits).")
+def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, backend, backend_sets,
+             task_sets, batch_size, limit, seed, output) -> None:
+    """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time."""
+    if batch_size < 1 or (limit is not None and limit < 1):
+        raise ConfigError(["--batch-size and --limit must be >= 1"], source="dmpo eval")
+    gen_length, block_length = _lengths(model, gen_length, block_length)
+    task_obj = get_registry().create("task", task, **{**builtin.recommended_config(model).get("task_options", {}),
+                                                      **_options(task_sets)})
+    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking)
+    items = list(task_obj.test_items())
+    if limit is not None and limit < len(items):
+        items = random.Random(seed).sample(items, limit)
+    policy = build.load_policy(backend, model, _options(backend_sets))
+    with click.progressbar(length=len(items), label="eval", file=click.get_text_stream("stderr")) as bar:
+        metrics, records = evaluate(policy, task_obj, samp, items, batch_size=batch_size, gen_length=gen_length,
+                                    generator=torch.Generator().manual_seed(seed), progress=bar.update)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+    shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    click.echo(f"{task} on {model} ({len(items)} items): {shown}")
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--model", required=True, help="Checkpoint folder, hub id, or builtin:NAME.")
+@sampling_options
+@click.option("--chat/--no-chat", default=True, show_default=True,
+              help="Wrap the prompt in the tokenizer's chat template when it has one.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, backend, backend_sets,
+             chat, seed) -> None:
+    """Complete one PROMPT and print the completion."""
+    gen_length, block_length = _lengths(model, gen_length, block_length)
+    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking)
+    policy = build.load_policy(backend, model, _options(backend_sets))
+    tok = policy.tokenizer
+    text = prompt
+    if chat and getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    ids, mask = encode_prompts(tok, [text], policy.pad_id)  # [1, P]
+    with torch.no_grad():
+        out = samp(policy.logits, ids.to(policy.device), mask.to(policy.device), mask_id=policy.mask_id,
+                   generator=torch.Generator().manual_seed(seed))
+    click.echo(decode_completions(tok, out.completion_ids.cpu(), policy.eos_id)[0])

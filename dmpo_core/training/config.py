@@ -1,0 +1,161 @@
+"""Hyperparameters of a training run, as frozen attrs configs with validation.
+
+Defaults follow the DMPO paper's released configuration (ALGORITHM.md section 7) where
+it applies to any model; a built-in model or a YAML file overrides them. Build from a
+dict with :func:`TrainConfig.from_dict`, which reports every problem at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from dmpo_core.config import at_least, build_config, cross_checks, in_range, non_negative, one_of, positive, to_dict
+
+
+@attrs.frozen(kw_only=True)
+class RolloutConfig:
+    """How completions are sampled (the rollout policy)."""
+
+    sampler: str = "low-confidence"
+    """Registered sampler name (``dmpo plugins --kind sampler``)."""
+    prompts_per_step: int = attrs.field(default=8, validator=positive())
+    """``B``: prompts per rollout batch."""
+    group_size: int = attrs.field(default=16, validator=at_least(2))
+    """``G``: completions per prompt (at least 2: weights compare completions of a prompt)."""
+    gen_length: int = attrs.field(default=256, validator=positive())
+    """``L``: completion length in tokens."""
+    block_length: int = attrs.field(default=32, validator=positive())
+    """Semi-autoregressive block length; must divide ``gen_length``."""
+    steps: int = attrs.field(default=128, validator=positive())
+    """Denoising steps for the whole completion; a multiple of the number of blocks."""
+    temperature: float = attrs.field(default=0.2, validator=non_negative())
+    """Sampling temperature (0 = greedy)."""
+    remasking: str = attrs.field(default="low_confidence", validator=one_of("low_confidence", "random"))
+    """Which masked positions a step commits: the most confident, or random ones."""
+    batch_rows: int = attrs.field(default=0, validator=non_negative())
+    """Rows per sampler call (0 = all ``B*G`` at once); lower it to save memory."""
+
+    def __attrs_post_init__(self) -> None:
+        ok_div = self.gen_length % self.block_length == 0
+        cross_checks(
+            [
+                (ok_div, f"rollout.gen_length={self.gen_length}: must be a multiple of rollout.block_length={self.block_length}"),
+                (
+                    not ok_div or self.steps % (self.gen_length // self.block_length) == 0,
+                    f"rollout.steps={self.steps}: must be a multiple of the number of blocks "
+                    f"({self.gen_length // max(self.block_length, 1)})",
+                ),
+            ]
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ScoringConfig:
+    """How log p_old(x) and log p_ref(x) are estimated (ELBO with shared masks)."""
+
+    replicates: int = attrs.field(default=4, validator=positive())
+    """Masking replicates of the ELBO estimate."""
+    antithetic: bool = True
+    """Antithetic mask pairs (then ``replicates`` must be even)."""
+    relevant_only: bool = False
+    """Mask (in ELBO and loss) only the positions the task's reward reads, when the task says which."""
+    truncate_at_eos: bool = False
+    """Mask (in ELBO and loss) only positions up to and including the first EOS."""
+
+    def __attrs_post_init__(self) -> None:
+        cross_checks(
+            [(not self.antithetic or self.replicates % 2 == 0,
+              f"scoring.replicates={self.replicates}: antithetic masks come in pairs; use an even number")]
+        )
+
+
+@attrs.frozen(kw_only=True)
+class WeightingConfig:
+    """Which weighting scheme turns rewards into weights, and its options."""
+
+    scheme: str = "dmpo"
+    """Registered weighting scheme (dmpo, dmpo-mean, dmpo-none, dmpo-unbiased, or a plugin's)."""
+    options: dict[str, Any] = attrs.field(factory=lambda: {"alpha": 0.04})
+    """Keyword options of the scheme (for DMPO: alpha, coeff, adaptive, ess_threshold, lam)."""
+
+
+@attrs.frozen(kw_only=True)
+class LossConfig:
+    """The objective and how each rollout batch is reused."""
+
+    objective: str = "wdce"
+    """Registered objective (wdce, ddo, or a plugin's)."""
+    options: dict[str, Any] = attrs.field(factory=lambda: {"replicates": 4, "antithetic": True, "clamp": True})
+    """Keyword options of the objective."""
+    num_iterations: int = attrs.field(default=8, validator=positive())
+    """Gradient steps on each rollout batch (weights are held fixed across them)."""
+    micro_batch_groups: int = attrs.field(default=0, validator=non_negative())
+    """Groups per forward/backward (0 = all); gradients accumulate over micro-batches."""
+
+
+@attrs.frozen(kw_only=True)
+class OptimConfig:
+    """AdamW, gradient clipping and the learning-rate schedule."""
+
+    lr: float = attrs.field(default=1e-6, validator=positive())
+    """Peak learning rate."""
+    beta1: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
+    beta2: float = attrs.field(default=0.99, validator=in_range(0.0, 1.0))
+    weight_decay: float = attrs.field(default=0.1, validator=non_negative())
+    grad_clip: float = attrs.field(default=0.2, validator=non_negative())
+    """Max gradient norm (0 = no clipping)."""
+    warmup_steps: int = attrs.field(default=0, validator=non_negative())
+    """Optimizer steps of linear warm-up from 0 to ``lr``."""
+    schedule: str = attrs.field(default="constant", validator=one_of("constant", "linear", "cosine"))
+    """Decay after warm-up."""
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """A whole training run."""
+
+    backend: str = "llada"
+    """Registered backend (``dmpo plugins --kind backend``)."""
+    model: str = "builtin:sudoku-tiny"
+    """Checkpoint folder, hub id, or ``builtin:NAME``."""
+    backend_options: dict[str, Any] = attrs.field(factory=dict)
+    """Keyword options of the backend (dtype, device, lora ...)."""
+    task: str = "sudoku"
+    """Registered task."""
+    task_options: dict[str, Any] = attrs.field(factory=dict)
+    """Keyword options of the task."""
+    engine: str = "local"
+    """Registered engine (``local``: one process, CPU or one GPU)."""
+    seed: int = 0
+    """Seed of every random draw (data order, sampling, masks); a run is reproducible on CPU."""
+    total_steps: int = attrs.field(default=100, validator=positive())
+    """Rollout batches to train on."""
+    ref_sync_every: int = attrs.field(default=0, validator=non_negative())
+    """Copy the policy into the reference every K steps (0 = keep the initial reference)."""
+    eval_every: int = attrs.field(default=0, validator=non_negative())
+    """Evaluate on held-out items every K steps (0 = only at the start and the end)."""
+    eval_size: int = attrs.field(default=64, validator=non_negative())
+    """Held-out items per evaluation (0 = skip evaluation)."""
+    eval_batch_size: int = attrs.field(default=64, validator=positive())
+    save_every: int = attrs.field(default=50, validator=non_negative())
+    """Checkpoint every K steps (0 = only at the end)."""
+    keep_checkpoints: int = attrs.field(default=2, validator=positive())
+    """Most recent checkpoints kept on disk."""
+    max_bad_steps: int = attrs.field(default=5, validator=positive())
+    """Stop after this many non-finite losses in a row."""
+    rollout: RolloutConfig = attrs.field(factory=RolloutConfig)
+    scoring: ScoringConfig = attrs.field(factory=ScoringConfig)
+    weighting: WeightingConfig = attrs.field(factory=WeightingConfig)
+    loss: LossConfig = attrs.field(factory=LossConfig)
+    optim: OptimConfig = attrs.field(factory=OptimConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, source: str = "config") -> TrainConfig:
+        """Build from a nested dict (YAML), reporting all problems at once."""
+        return build_config(cls, data, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for the run folder's config file)."""
+        return to_dict(self)

@@ -1,0 +1,336 @@
+"""The DMPO training loop: rollout -> rewards -> log-likelihoods -> weights -> update -> log -> checkpoint.
+
+Everything below the loop is a contract (policy, sampler, task, weighting scheme,
+objective, engine), so the same loop trains any registered backend on any task with
+any scheme. All randomness comes from one seeded ``torch.Generator`` whose state is
+checkpointed, which makes a killed-and-resumed CPU run reach the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from dmpo_core.contracts import Engine, Objective, Policy, Sampler, Task, WeightingScheme
+from dmpo_core.data import RolloutBatch, WeightOutput
+from dmpo_core.errors import TrainingError
+from dmpo_core.training import checkpoint as ckpt
+from dmpo_core.training.config import TrainConfig
+from dmpo_core.training.evaluate import evaluate
+from dmpo_core.training.rollout import (
+    decode_completions,
+    eligible_positions,
+    estimate_log_likelihoods,
+    rewards_tensor,
+    sample_group_batch,
+    score_rewards,
+)
+
+
+@attrs.define(kw_only=True)
+class Components:
+    """The built pieces of a run (see ``dmpo.cli`` for how they are made from a config)."""
+
+    policy: Policy
+    task: Task
+    sampler: Sampler
+    eval_sampler: Sampler
+    weighting: WeightingScheme
+    objective: Objective
+    engine: Engine
+
+
+@attrs.define(kw_only=True)
+class Counters:
+    """Run state that is not tensors."""
+
+    step: int = 0
+    bad_in_row: int = 0
+    skipped_steps: int = 0
+    reward_failures: int = 0
+    last_sync_step: int = -1
+
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+def batch_items(items: Sequence[Mapping[str, Any]], step: int, size: int, seed: int) -> list[Mapping[str, Any]]:
+    """The ``size`` items of ``step``: consecutive slices of a per-epoch seeded permutation.
+
+    A pure function of ``(step, seed)``, so a resumed run sees the same data.
+    """
+    n = len(items)
+    out = []
+    for pos in range(step * size, step * size + size):
+        epoch, offset = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        out.append(items[int(perm[offset])])
+    return out
+
+
+def slice_groups(batch: RolloutBatch, weights: WeightOutput, start: int, stop: int) -> tuple[RolloutBatch, WeightOutput]:
+    """Rows of groups ``start..stop-1`` of a batch and its weights (gradient-accumulation chunks)."""
+    g = batch.group_size
+    rows = slice(start * g, stop * g)
+
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[rows]
+
+    sub = attrs.evolve(
+        batch,
+        prompt_ids=batch.prompt_ids[rows], prompt_mask=batch.prompt_mask[rows],
+        completion_ids=batch.completion_ids[rows], eligible=batch.eligible[rows], rewards=batch.rewards[rows],
+        log_p_old=cut(batch.log_p_old), log_p_ref=cut(batch.log_p_ref), items=batch.items[rows],
+    )
+    subw = attrs.evolve(
+        weights, weights=weights.weights[rows], baseline=weights.baseline[rows],
+        advantages=weights.advantages[rows], valid=weights.valid[rows],
+    )
+    return sub, subw
+
+
+def needs_log_likelihoods(weighting: WeightingScheme, objective: Objective) -> bool:
+    """Whether a step must estimate log p_old / log p_ref (skipped when alpha = 0 makes them unused)."""
+    alpha = getattr(weighting, "alpha", None)
+    return (
+        alpha is None or alpha > 0 or weighting.requires_current_logp or bool(getattr(objective, "needs_log_p_old", False))
+    )
+
+
+def _trainable_snapshot(policy: Policy) -> list[torch.Tensor]:
+    return [p.detach().cpu().clone() for p in policy.trainable_parameters()]
+
+
+def _load_trainable(policy: Policy, tensors: Sequence[torch.Tensor]) -> None:
+    params = list(policy.trainable_parameters())
+    if len(params) != len(tensors):
+        raise TrainingError(f"checkpoint holds {len(tensors)} trainable tensors, the policy has {len(params)}")
+    with torch.no_grad():
+        for p, t in zip(params, tensors):
+            p.copy_(t.to(p.device, p.dtype))
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed each time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after ``step`` (written after the checkpoint a run resumes from)."""
+        if not self.path.exists():
+            return
+        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def train(
+    cfg: TrainConfig,
+    comp: Components,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    on_eval: StepCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``comp.policy`` for ``cfg.total_steps`` rollout batches; return the final metrics.
+
+    ``on_step``/``on_eval`` receive each metrics record (the CLI drives its progress bar
+    with them). Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
+    losses in a row (the last checkpoint stays intact).
+    """
+    # ---- setup -------------------------------------------------------------------------------
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    policy, task, engine = comp.policy, comp.task, comp.engine
+    rc = cfg.rollout
+    train_set = list(task.train_items())
+    test_set = list(task.test_items())[: cfg.eval_size]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    counters = Counters()
+    ref_snapshot: list[torch.Tensor] | None = None
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    ckpt.write_config(run_dir, cfg.to_dict())
+    if resume and (path := ckpt.latest_checkpoint(run_dir)) is not None:
+        state = ckpt.load_trainer_state(path)
+        if state.get("ref_snapshot") is not None:  # rebuild the synced reference, then the current weights
+            _load_trainable(policy, state["ref_snapshot"])
+            policy.sync_reference()
+            ref_snapshot = state["ref_snapshot"]
+        _load_trainable(policy, state["trainable"])
+        engine.load_state_dict(state["engine"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        counters = Counters(**state["counters"])
+        log.truncate_after(counters.step)
+    elif cfg.eval_size:
+        _run_eval(cfg, comp, test_set, 0, log, on_eval)
+    need_logp = needs_log_likelihoods(comp.weighting, comp.objective)
+
+    # ---- loop ----------------------------------------------------------------------------------
+    last: dict[str, Any] = {}
+    batch: RolloutBatch | None = None
+    while counters.step < cfg.total_steps:
+        step = counters.step
+        times: dict[str, float] = {}
+        t_start = tick = time.perf_counter()
+
+        # rollout: G completions per prompt with the current policy
+        policy.train(False)
+        items = batch_items(train_set, step, rc.prompts_per_step, cfg.seed)
+        ids, pmask, completions, prefill, nfe, texts, row_items = sample_group_batch(
+            policy, comp.sampler, task, items, group_size=rc.group_size, gen_length=rc.gen_length,
+            batch_rows=rc.batch_rows, generator=gen,
+        )  # [B*G, P], [B*G, P], [B*G, L]
+        times["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        # rewards
+        outputs = decode_completions(policy.tokenizer, completions, policy.eos_id)
+        scored = score_rewards(task, texts, outputs, row_items)
+        eligible = eligible_positions(
+            task, row_items, completions, prefill, mask_id=policy.mask_id, eos_id=policy.eos_id,
+            relevant_only=cfg.scoring.relevant_only, truncate_at_eos=cfg.scoring.truncate_at_eos,
+        )  # [B*G, L]
+        batch = RolloutBatch(
+            prompt_ids=ids, prompt_mask=pmask, completion_ids=completions, eligible=eligible,
+            rewards=rewards_tensor(scored), group_size=rc.group_size, nfe=nfe, items=tuple(row_items),
+        )
+        counters.reward_failures += scored.n_failed
+        times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        # log-likelihoods of current (= rollout) and reference policy, shared masks
+        if need_logp:
+            log_old, log_ref = estimate_log_likelihoods(
+                policy, batch, replicates=cfg.scoring.replicates, antithetic=cfg.scoring.antithetic, generator=gen,
+                chunk_rows=rc.batch_rows,
+            )  # [B*G], [B*G]
+            batch = attrs.evolve(batch, log_p_old=log_old, log_p_ref=log_ref)
+        times["logp"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        # weights, held fixed while the batch is reused
+        weights = comp.weighting(batch.rewards, batch.log_rnd, rc.group_size, log_p_old=batch.log_p_old)
+        times["weights"], tick = time.perf_counter() - tick, time.perf_counter()
+
+        # update: num_iterations gradient steps on this batch
+        policy.train(True)
+        loss_stats, grad_norms, t_loss, t_opt, finite = [], [], 0.0, 0.0, True
+        chunk = cfg.loss.micro_batch_groups or batch.num_groups
+        for _ in range(cfg.loss.num_iterations):
+            for start in range(0, batch.num_groups, chunk):
+                sub, subw = slice_groups(batch, weights, start, min(start + chunk, batch.num_groups))
+                t0 = time.perf_counter()
+                loss, lstats = comp.objective(
+                    policy, sub, subw, num_groups=batch.num_groups, weighting=comp.weighting, generator=gen
+                )
+                finite = finite and bool(torch.isfinite(loss.detach()))
+                if not finite:
+                    break
+                engine.backward(loss)
+                t_loss += time.perf_counter() - t0
+                loss_stats.append(lstats)
+            t0 = time.perf_counter()
+            if not finite:
+                engine.zero_grad()
+                break
+            grad_norms.append(engine.step())
+            t_opt += time.perf_counter() - t0
+        times["loss_fwd_bwd"], times["optimizer"] = t_loss, t_opt
+        counters.step += 1
+        if finite:
+            counters.bad_in_row = 0
+        else:
+            counters.bad_in_row += 1
+            counters.skipped_steps += 1
+            if counters.bad_in_row >= cfg.max_bad_steps:
+                raise TrainingError(
+                    f"{counters.bad_in_row} non-finite losses in a row at step {step + 1}; stopped. "
+                    f"The last checkpoint in {run_dir / ckpt.CHECKPOINTS} is intact: lower optim.lr or "
+                    f"check the rewards, then resume with --resume"
+                )
+
+        # reference sync
+        if cfg.ref_sync_every and counters.step % cfg.ref_sync_every == 0:
+            policy.sync_reference()
+            ref_snapshot = _trainable_snapshot(policy)
+            counters.last_sync_step = counters.step
+
+        # log
+        times["total"] = time.perf_counter() - t_start
+        times["other"] = times["total"] - sum(v for k, v in times.items() if k != "total")
+        last = _step_record(counters, batch, scored, weights, loss_stats, grad_norms, times, engine, finite)
+        log.write(last)
+        if on_step:
+            on_step(last)
+
+        # evaluate and checkpoint
+        is_last = counters.step == cfg.total_steps
+        if cfg.eval_size and ((cfg.eval_every and counters.step % cfg.eval_every == 0) or is_last):
+            _run_eval(cfg, comp, test_set, counters.step, log, on_eval)
+        if (cfg.save_every and counters.step % cfg.save_every == 0) or is_last:
+            _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch)
+    return last
+
+
+def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: MetricsLog, cb: StepCallback | None) -> None:
+    metrics, _records = evaluate(
+        comp.policy, comp.task, comp.eval_sampler, items, batch_size=cfg.eval_batch_size,
+        gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(cfg.seed + 7919),
+    )
+    record = {"step": step, "eval": True, **{f"eval_{k}": v for k, v in metrics.items()}}
+    log.write(record)
+    if cb:
+        cb(record)
+
+
+def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: torch.Generator,
+          counters: Counters, ref_snapshot: list[torch.Tensor] | None, batch: RolloutBatch | None) -> None:
+    state = {
+        "step": counters.step,
+        "trainable": _trainable_snapshot(policy),
+        "ref_snapshot": ref_snapshot,
+        "engine": engine.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "counters": attrs.asdict(counters),
+    }
+    rollout = ckpt.batch_to_dict(batch) if batch is not None else None
+    ckpt.save_checkpoint(run_dir, counters.step, policy=policy, trainer_state=state, rollout=rollout,
+                         keep=cfg.keep_checkpoints)
+
+
+def _step_record(counters: Counters, batch: RolloutBatch, scored: Any, weights: WeightOutput, loss_stats: list,
+                 grad_norms: list[float], times: dict[str, float], engine: Engine, finite: bool) -> dict[str, Any]:
+    r = batch.rewards[torch.isfinite(batch.rewards)]  # [valid]
+    record: dict[str, Any] = {
+        "step": counters.step,
+        "reward_mean": float(r.mean()) if r.numel() else math.nan,
+        "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
+        "reward_failures": scored.n_failed,
+        "nfe": batch.nfe,
+        "finite": finite,
+        "skipped_steps": counters.skipped_steps,
+        "grad_norm": float(sum(grad_norms) / len(grad_norms)) if grad_norms else math.nan,
+        "lr": float(getattr(engine, "lr", math.nan)),
+    }
+    record.update({f"reward/{k}": v for k, v in scored.component_means().items()})
+    record.update(weights.stats.as_dict())
+    if loss_stats:
+        for key in loss_stats[0].as_dict():
+            record[key] = float(sum(s.as_dict()[key] for s in loss_stats) / len(loss_stats))
+    if batch.log_rnd is not None:
+        record["log_rnd_mean"] = float(batch.log_rnd.mean())
+    record.update({f"time/{k}": v for k, v in times.items()})
+    return record

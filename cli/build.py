@@ -22,7 +22,7 @@ def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> di
         "block_length": rc.block_length,
         "steps": rc.steps,
         "temperature": rc.temperature if temperature is None else temperature,
-        "remasking": rc.remasking,
+        **rc.sampler_options,
     }
 
 

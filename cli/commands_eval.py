@@ -21,10 +21,12 @@ def _options(sets: tuple[str, ...]) -> dict:
     return configfile.apply_sets({}, sets)
 
 
-def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float, remasking: str):
+def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float,
+             remasking: str | None):
     steps = steps if steps is not None else gen_length // 2
+    extra = {"remasking": remasking} if remasking else {}
     return get_registry().create("sampler", name, gen_length=gen_length, block_length=block_length, steps=steps,
-                                 temperature=temperature, remasking=remasking)
+                                 temperature=temperature, **extra)
 
 
 def _recommended(model: str, key: str, default):
@@ -38,7 +40,8 @@ SAMPLING_OPTIONS = [
     click.option("--steps", type=int, default=None,
                  help="Denoising steps; gen_length/2 as in d1 (the default), gen_length as in DMPO."),
     click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy decoding."),
-    click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default="low_confidence", show_default=True),
+    click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default=None,
+                 help="Which positions a step commits (low-confidence sampler; default low_confidence)."),
     click.option("--sampler", default="low-confidence", show_default=True, help="Registered sampler."),
     click.option("--backend", default="llada", show_default=True, help="Registered backend."),
     click.option("--backend-option", "backend_sets", multiple=True, metavar="KEY=VALUE",

@@ -176,7 +176,7 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, problems: list[str])
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict of a config (for YAML/JSON files)."""
-    return attrs.asdict(config, recurse=True, retain_collection_types=False)
+    return attrs.asdict(config, recurse=True)
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -32,8 +32,8 @@ class RolloutConfig:
     """Denoising steps for the whole completion; a multiple of the number of blocks."""
     temperature: float = attrs.field(default=0.2, validator=non_negative())
     """Sampling temperature (0 = greedy)."""
-    remasking: str = attrs.field(default="low_confidence", validator=one_of("low_confidence", "random"))
-    """Which masked positions a step commits: the most confident, or random ones."""
+    sampler_options: dict[str, Any] = attrs.field(factory=dict)
+    """Further options of the sampler, e.g. ``{remasking: random}`` or ``{threshold: 0.9}``."""
     batch_rows: int = attrs.field(default=0, validator=non_negative())
     """Rows per sampler call (0 = all ``B*G`` at once); lower it to save memory."""
 

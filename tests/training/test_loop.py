@@ -1,0 +1,139 @@
+"""The training loop on a fake backend and task: it runs, logs, checkpoints, resumes exactly
+and survives bad rewards and non-finite losses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dmpo_core.errors import ConfigError, TrainingError
+from dmpo_core.objective.schemes import DmpoWeighting
+from dmpo_core.objective.wdce import WdceObjective
+from dmpo_core.samplers import LowConfidenceSampler
+from dmpo_core.training import Components, TrainConfig, train
+from dmpo_core.training import checkpoint as ckpt
+from dmpo.backends.engines import LocalEngine
+from tests.training.fakes import DigitTask, FakePolicy
+
+SMALL = {
+    "total_steps": 4, "eval_size": 4, "eval_batch_size": 4, "save_every": 2, "keep_checkpoints": 3,
+    "rollout": {"prompts_per_step": 2, "group_size": 4, "gen_length": 4, "block_length": 4, "steps": 2,
+                "temperature": 1.0},
+    "scoring": {"replicates": 2},
+    "weighting": {"scheme": "dmpo", "options": {"alpha": 0.5}},
+    "loss": {"num_iterations": 2, "options": {"replicates": 2}},
+    "optim": {"lr": 1e-2, "grad_clip": 1.0, "weight_decay": 0.0},
+}
+
+
+def make_components(cfg: TrainConfig, task: DigitTask | None = None, objective=None) -> Components:
+    policy = FakePolicy(seed=0)
+    rc = cfg.rollout
+    opts = dict(gen_length=rc.gen_length, block_length=rc.block_length, steps=rc.steps)
+    return Components(
+        policy=policy,
+        task=task or DigitTask(),
+        sampler=LowConfidenceSampler(temperature=rc.temperature, **opts),
+        eval_sampler=LowConfidenceSampler(temperature=0.0, **opts),
+        weighting=DmpoWeighting(**cfg.weighting.options),
+        objective=objective or WdceObjective(**cfg.loss.options),
+        engine=LocalEngine(policy, lr=cfg.optim.lr, grad_clip=cfg.optim.grad_clip, weight_decay=0.0),
+    )
+
+
+def weights_of(comp: Components) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in comp.policy.trainable_parameters()]
+
+
+def test_training_runs_logs_and_checkpoints(tmp_path):
+    cfg = TrainConfig.from_dict(SMALL)
+    comp = make_components(cfg)
+    before = weights_of(comp)
+    last = train(cfg, comp, tmp_path)
+    assert last["step"] == 4
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if not r.get("eval")]
+    evals = [r for r in records if r.get("eval")]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert [r["step"] for r in evals] == [0, 4]  # base and final evaluation
+    for key in ("reward_mean", "ess_mean", "loss", "grad_norm", "time/rollout", "time/logp", "time/other"):
+        assert key in steps[0]
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-000004"
+    assert (tmp_path / "checkpoints" / "step-000002" / "policy" / "model.pt").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(before, weights_of(comp)))  # it learned something
+
+
+def test_killed_and_resumed_run_reaches_the_same_weights(tmp_path):
+    cfg = TrainConfig.from_dict(SMALL)
+    full = make_components(cfg)
+    train(cfg, full, tmp_path / "full")
+
+    def kill_at_3(record):
+        if record["step"] == 3:
+            raise KeyboardInterrupt  # after step 3's update, before its checkpoint: resume from step 2
+
+    killed = make_components(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, killed, tmp_path / "killed", on_step=kill_at_3)
+    assert ckpt.latest_checkpoint(tmp_path / "killed").name == "step-000002"
+    resumed = make_components(cfg)  # a fresh process: base weights, fresh optimizer
+    train(cfg, resumed, tmp_path / "killed", resume=True)
+    for a, b in zip(weights_of(full), weights_of(resumed)):
+        assert torch.equal(a, b)
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+             if '"eval": true' not in ln]
+    assert steps == [1, 2, 3, 4]  # the killed step-3 record was replaced, not duplicated
+
+
+def test_reward_that_raises_on_some_completions_is_counted_and_training_goes_on(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "total_steps": 2, "eval_size": 0})
+    comp = make_components(cfg, task=DigitTask(bad_reward_every=3))
+    last = train(cfg, comp, tmp_path)
+    assert last["step"] == 2
+    assert last["reward_failures"] > 0
+    assert last["n_invalid"] == last["reward_failures"]
+
+
+class NanObjective:
+    def __call__(self, policy, batch, weights, *, num_groups, weighting=None, generator=None):
+        logits = policy.logits(batch.input_ids, batch.attention_mask, last=1)
+        return logits.sum() * float("nan"), None
+
+
+def test_non_finite_losses_stop_the_run_with_the_last_checkpoint_intact(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "total_steps": 3, "eval_size": 0, "max_bad_steps": 2})
+    good = make_components(cfg)
+    train(cfg, good, tmp_path)  # a good run leaves step-3
+    bad = make_components(cfg, objective=NanObjective())
+    cfg6 = TrainConfig.from_dict({**SMALL, "total_steps": 6, "eval_size": 0, "max_bad_steps": 2})
+    with pytest.raises(TrainingError, match="2 non-finite losses in a row at step 5"):
+        train(cfg6, bad, tmp_path, resume=True)
+    # step 4 was skipped (no update) and checkpointed; step 5 stopped the run before any save
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest.name == "step-000004"
+    state = ckpt.load_trainer_state(latest)
+    assert state["counters"]["skipped_steps"] == 1
+    for saved, trained in zip(state["trainable"], weights_of(good)):
+        assert torch.equal(saved, trained)  # skipped steps left the weights untouched
+
+
+def test_invalid_config_reports_every_problem_at_once():
+    bad = {
+        "rollout": {"group_size": 1, "gen_length": 10, "block_length": 4},
+        "scoring": {"replicates": 3},
+        "optim": {"lr": -1.0},
+        "nonsense": 1,
+    }
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict(bad)
+    text = str(err.value)
+    for needle in ("rollout.group_size=1", "optim.lr=-1.0", "nonsense: unknown key"):
+        assert needle in text, text
+    # cross-field checks run once the fields themselves are valid
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"rollout": {"gen_length": 10, "block_length": 4}, "scoring": {"replicates": 3}})
+    assert "multiple of rollout.block_length" in str(err.value)
+    with pytest.raises(ConfigError, match="scoring.replicates=3"):
+        TrainConfig.from_dict({"scoring": {"replicates": 3}})

@@ -1,0 +1,135 @@
+"""LLaDA's low-confidence remasking sampler, and its random-remasking variant.
+
+Registered as ``low-confidence`` and ``random-remask`` (ALGORITHM.md section 5).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+
+from dmpo_core.contracts import LogitsFn
+from dmpo_core.data import SampleOutput
+from dmpo_core.errors import ConfigError
+from dmpo_core.samplers.common import DecodeResult, scheduled_decode
+from dmpo_core.samplers.config import (
+    block_problems,
+    raise_problems,
+    steps_problems,
+    temperature_problem,
+)
+
+REMASKING: tuple[str, ...] = ("low_confidence", "random")
+
+
+@attrs.frozen(kw_only=True)
+class LowConfidenceSampler:
+    """Semi-autoregressive blocks, ``k`` commits per step chosen by confidence (or at random).
+
+    The completion (all mask tokens, or a ``prefill``) is split into
+    ``gen_length // block_length`` blocks decoded left to right; each block gets
+    ``steps // num_blocks`` steps. A step is one forward of prompt + completion; every
+    masked position of the current block is predicted (Gumbel-max in float64 at
+    ``temperature``, argmax at 0; never the mask token) and the ``k`` with the highest
+    model probability of their prediction are committed (``k`` from an even per-row
+    schedule). ``remasking="random"`` commits ``k`` random masked positions instead.
+    NFE is the number of forwards: ``steps`` without a prefill, fewer with one when
+    some steps would commit nothing in every row.
+
+    Calling it follows the :class:`~dmpo_core.contracts.Sampler` contract, with one
+    extra keyword ``prefill [N, L]`` (token ids, ``mask_id`` at the positions to
+    decode; the other positions are kept as given).
+    """
+
+    gen_length: int = 128
+    """Completion length ``L`` in tokens."""
+    block_length: int = 32
+    """Semi-autoregressive block length; must divide ``gen_length`` (``gen_length`` = one block)."""
+    steps: int | None = None
+    """Decoding steps (forwards) in all; a multiple of the number of blocks, at most
+    ``gen_length``. None: ``gen_length`` (one token per step, DMPO's evaluation setting)."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy (argmax)."""
+    remasking: Literal["low_confidence", "random"] = "low_confidence"
+    """Which masked positions a step commits: the most confident, or random ones."""
+    record_logp: bool = False
+    """Return each committed token's log-probability (``token_logp``); its sum is the exact
+    trajectory log-probability only with ``remasking="random"``."""
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[str | None] = [
+            *block_problems(self.gen_length, self.block_length),
+            *([] if self.steps is None else steps_problems(self.steps, self.gen_length, self.block_length)),
+            temperature_problem(self.temperature),
+        ]
+        if self.remasking not in REMASKING:
+            problems.append(f"remasking={self.remasking!r}: choose one of {', '.join(REMASKING)}")
+        if not isinstance(self.record_logp, bool):
+            problems.append(f"record_logp={self.record_logp!r}: pass true or false")
+        raise_problems(problems, "low-confidence")
+
+    @property
+    def num_steps(self) -> int:
+        """The steps actually used (``steps``, or ``gen_length`` when it is None)."""
+        return self.gen_length if self.steps is None else self.steps
+
+    def decode(
+        self,
+        logits_fn: LogitsFn,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        *,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+        prefill: torch.Tensor | None = None,
+    ) -> DecodeResult:
+        """Decode and return the whole trajectory record (completions, NFE, log-probs, commit steps)."""
+        return scheduled_decode(
+            logits_fn,
+            prompt_ids,
+            prompt_mask,
+            mask_id=mask_id,
+            gen_length=self.gen_length,
+            block_length=self.block_length,
+            steps=self.num_steps,
+            temperature=float(self.temperature),
+            remasking=self.remasking,
+            generator=generator,
+            prefill=prefill,
+        )
+
+    def __call__(
+        self,
+        logits_fn: LogitsFn,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        *,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+        prefill: torch.Tensor | None = None,
+    ) -> SampleOutput:
+        """Complete ``prompt_ids [N, P]`` (left padded, ``prompt_mask [N, P]``) into ``[N, L]``."""
+        result = self.decode(logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill)
+        return result.to_sample_output(with_logp=self.record_logp)
+
+
+def random_remask_sampler(**options: object) -> LowConfidenceSampler:
+    """Factory of ``random-remask``: :class:`LowConfidenceSampler` with ``remasking="random"``.
+
+    A ``remasking`` option other than ``"random"`` contradicts the name and is an error
+    (silently overriding either choice would hide a misconfiguration).
+    """
+    remasking = options.pop("remasking", "random")
+    if remasking != "random":
+        raise ConfigError(
+            [
+                (
+                    f"remasking={remasking!r}: sampler 'random-remask' always remasks at random; "
+                    "drop the option or use sampler 'low-confidence'"
+                )
+            ],
+            source="sampler 'random-remask' config",
+        )
+    return LowConfidenceSampler(remasking="random", **options)  # type: ignore[arg-type]

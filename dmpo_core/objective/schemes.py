@@ -17,6 +17,7 @@ registered name           baseline ``b_j``
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -68,14 +69,16 @@ class DmpoWeighting:
                 check()
             except InvalidArgumentError as err:
                 problems.append(str(err))
-        if not (0.0 < self.ess_threshold <= 1.0):
+        # Bug fix: a non-numeric threshold raised a bare TypeError instead of a ConfigError.
+        if not _is_real(self.ess_threshold) or not (0.0 < self.ess_threshold <= 1.0):
             problems.append(f"ess_threshold={self.ess_threshold!r}: pass a value in (0, 1]")
-        if self.coeff_min >= self.coeff_max:
+        if _is_real(self.coeff_min) and _is_real(self.coeff_max) and self.coeff_min >= self.coeff_max:
             problems.append(f"coeff_min={self.coeff_min!r}: must be below coeff_max={self.coeff_max!r}")
         if self.baseline not in BASELINES:
             problems.append(f"baseline={self.baseline!r}: choose one of {', '.join(BASELINES)}")
-        if not isinstance(self.lam, (int, float)) or not (0.0 <= self.lam):
-            problems.append(f"lam={self.lam!r}: pass a baseline strength >= 0 (1 is the paper's)")
+        # Bug fix: lam = inf passed (advantages became -inf/NaN); the strength must be finite.
+        if not _is_real(self.lam) or not (0.0 <= self.lam < math.inf):
+            problems.append(f"lam={self.lam!r}: pass a finite baseline strength >= 0 (1 is the paper's)")
         if problems:
             raise ConfigError(problems, source="weighting scheme")
 
@@ -166,6 +169,11 @@ class DmpoWeighting:
         check_vector("log_p_old", log_p_old, n_rows)
         ratio = log_p_current.double() - log_p_old.double()  # [B*G]
         return group_softmax(ratio, group_size, valid)  # [B*G]
+
+
+def _is_real(value: object) -> bool:
+    """A plain int or float (not bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _stats(

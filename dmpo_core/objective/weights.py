@@ -40,6 +40,12 @@ def tilted_logits(
 def group_softmax(logits: torch.Tensor, group_size: int, valid: torch.Tensor) -> torch.Tensor:
     """Softmax of ``logits`` within each group over the valid rows only.
 
+    Infinite logits are handled as the limit they stand for, never as NaN: a tilted logit
+    ``log_rnd + r / alpha`` overflows to ``+-inf`` when ``|r| / alpha`` exceeds the float64
+    range (a valid but tiny ``alpha``, or huge rewards). The rows at the group's maximum
+    share the weight equally (if that maximum is ``+inf``, every other row gets 0; if it is
+    ``-inf``, all valid rows are at it and get ``1/n``).
+
     Args:
         logits: ``[B*G]`` any float dtype; entries of invalid rows are ignored.
         group_size: ``G``.
@@ -52,9 +58,12 @@ def group_softmax(logits: torch.Tensor, group_size: int, valid: torch.Tensor) ->
     z = logits.double().view(-1, group_size)  # [B, G]
     ok = valid.view(-1, group_size)  # [B, G]
     z = torch.where(ok, z, torch.full_like(z, NEG_INF))  # [B, G]
-    top = z.amax(dim=1, keepdim=True)  # [B, 1]; -inf for a group with no valid row
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # [B, 1]
-    expd = torch.exp(z - top)  # [B, G]; exactly 0 on invalid rows
+    top = z.amax(dim=1, keepdim=True)  # [B, 1]; -inf for a group with no valid row, +inf on overflow
+    # Bug fix: ``exp(z - top)`` was NaN where ``z = top = +-inf``. The rows at the maximum now get
+    # exp(0) = 1 and, when the maximum is infinite, every other row exp(-inf) = 0; no NaN is formed.
+    at_top = ok & (z == top)  # [B, G]
+    below = torch.where(torch.isfinite(top), z - top, torch.full_like(z, NEG_INF))  # [B, G]; <= 0
+    expd = torch.exp(torch.where(at_top, torch.zeros_like(z), below))  # [B, G]; exactly 0 on invalid rows
     total = expd.sum(dim=1, keepdim=True)  # [B, 1]; >= 1 when the group has a valid row
     w = torch.where(total > 0, expd / total.clamp_min(1.0), torch.zeros_like(expd))  # [B, G]
     return w.reshape(-1)  # [B*G]

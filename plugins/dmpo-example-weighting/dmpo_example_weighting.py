@@ -1,0 +1,125 @@
+"""An example third-party dmpo plugin: the ``example-tempered`` weighting scheme.
+
+DMPO weights a completion ``x_j`` of a group by ``softmax_j(c * (log_rnd_j + r_j / alpha))``
+(ALGORITHM.md section 2). This scheme feeds the same formula *tempered* rewards
+
+    g(r_j) = r_best - kappa * log(1 + (r_best - r_j) / kappa)
+
+where ``r_best`` is the highest valid reward of the group and ``kappa > 0`` a fixed
+temperature (in reward units). What it does and why:
+
+* the gap of a completion to the group's best, ``r_best - r_j``, is compressed
+  logarithmically once it exceeds ``kappa``: one completion with a huge penalty (say -1e4
+  for a malformed answer) no longer drives all other weights of the group to one sample,
+  while small gaps (``<< kappa``) are kept almost as they are;
+* ``g`` is increasing in ``r_j`` (ranking preserved: a higher reward never gets a lower
+  weight), equivariant to shifting all rewards of a group (so the weights are invariant to
+  it), and contracts the reward range (``range(g) <= range(r)``), so the tilt is never
+  sharper than DMPO's;
+* ``kappa -> infinity`` gives back DMPO exactly, and ``alpha -> infinity`` gives
+  ``softmax(c * log_rnd)`` as DMPO does.
+
+The scheme delegates everything else (missing rewards, proximal and adaptive coefficient,
+baselines, stats) to :class:`dmpo_core.objective.DmpoWeighting`, so it passes the public
+laws of :mod:`dmpo_core.testing.laws` (see ``tests/test_laws.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from dmpo_core import hookimpl
+from dmpo_core.checks import check_group_size, check_vector
+from dmpo_core.data import WeightOutput
+from dmpo_core.errors import ConfigError
+from dmpo_core.objective import DmpoWeighting
+
+__all__ = ["TemperedWeighting", "register_weightings", "tempered_rewards"]
+
+
+def tempered_rewards(rewards: torch.Tensor, group_size: int, kappa: float) -> torch.Tensor:
+    """``g(r) = r_best - kappa * log1p((r_best - r) / kappa)`` within each group, float64.
+
+    Args:
+        rewards: ``[B*G]``, NaN where missing (kept NaN).
+        group_size: ``G``.
+        kappa: temperature of the gaps, > 0.
+
+    Returns:
+        ``[B*G]`` float64 tempered rewards, NaN where the reward is missing.
+    """
+    r = rewards.double().view(-1, group_size)  # [B, G]
+    valid = torch.isfinite(r)  # [B, G]
+    best = torch.where(valid, r, torch.full_like(r, -math.inf)).amax(dim=1, keepdim=True)  # [B, 1]
+    gap = torch.where(valid, best - r, torch.zeros_like(r))  # [B, G], >= 0
+    g = best - kappa * torch.log1p(gap / kappa)  # [B, G]
+    return torch.where(valid, g, torch.full_like(r, math.nan)).reshape(-1)  # [B*G]
+
+
+class TemperedWeighting:
+    """DMPO weights on log-tempered reward gaps (see the module docstring).
+
+    Args:
+        kappa: temperature of the reward gaps, > 0 (in reward units; 1 suits 0/1 rewards).
+        **options: options of :class:`~dmpo_core.objective.DmpoWeighting` (``alpha``,
+            ``coeff``, ``adaptive``, ``ess_threshold``, ``coeff_min``, ``coeff_max``,
+            ``baseline``, ``lam``), validated by it.
+    """
+
+    def __init__(self, *, kappa: float = 1.0, **options: Any) -> None:
+        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not (0 < kappa < math.inf):
+            raise ConfigError([f"kappa={kappa!r}: pass a finite temperature > 0 (large values give plain DMPO)"],
+                              source="example-tempered weighting")
+        self.kappa = float(kappa)
+        self.dmpo = DmpoWeighting(**options)
+
+    @property
+    def alpha(self) -> float:
+        """KL temperature of the underlying DMPO weights."""
+        return self.dmpo.alpha
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the proximal coefficient is chosen per batch (this couples groups)."""
+        return self.dmpo.adaptive
+
+    @property
+    def requires_current_logp(self) -> bool:
+        """True for the unbiased baseline (it reads ``log_p_current`` at loss time)."""
+        return self.dmpo.requires_current_logp
+
+    @property
+    def zero_sum(self) -> bool:
+        """True when the advantages of every group sum to zero (mean/negative/unbiased, lambda 1)."""
+        return self.dmpo.zero_sum
+
+    def __call__(
+        self,
+        rewards: torch.Tensor,
+        log_rnd: torch.Tensor | None,
+        group_size: int,
+        *,
+        log_p_current: torch.Tensor | None = None,
+        log_p_old: torch.Tensor | None = None,
+    ) -> WeightOutput:
+        """Weights, baseline and advantages ``[B*G]`` of DMPO on the tempered rewards."""
+        rewards = check_vector("rewards", rewards, allow_nan=True)
+        check_group_size(group_size, rewards.shape[0])
+        g = tempered_rewards(rewards, group_size, self.kappa)  # [B*G]
+        return self.dmpo(g, log_rnd, group_size, log_p_current=log_p_current, log_p_old=log_p_old)
+
+    def __repr__(self) -> str:
+        return f"TemperedWeighting(kappa={self.kappa!r}, dmpo={self.dmpo!r})"
+
+
+@hookimpl
+def register_weightings(register):
+    """Register ``example-tempered``."""
+    register(
+        "example-tempered",
+        TemperedWeighting,
+        help="DMPO weights on log-tempered reward gaps (example third-party plugin)",
+    )

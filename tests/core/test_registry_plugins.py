@@ -1,0 +1,176 @@
+"""The plugin registry: lookups, collisions, failing plugins, and a meta-test of the hooks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from types import ModuleType
+
+import pytest
+
+from dmpo_core import builtin, hookimpl, hookspecs
+from dmpo_core import registry as registry_module
+from dmpo_core.errors import DuplicateNameError, UnknownNameError
+from dmpo_core.objective import DmpoWeighting
+from dmpo_core.registry import HOOKS, build_registry
+
+
+def fake_plugin(name: str, **hooks) -> ModuleType:
+    """A module object carrying ``@hookimpl`` functions, as a plugin's module would."""
+    module = ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookimpl(function))
+    return module
+
+
+def registering(*names: str, aliases: tuple[str, ...] = ()):
+    def register_weightings(register):
+        for name in names:
+            register(name, DmpoWeighting, aliases=aliases, help=f"{name} for tests")
+
+    return register_weightings
+
+
+def core_only():
+    return build_registry(plugins=[("core", builtin)], entry_points=False)
+
+
+def test_builtin_weightings_and_objectives_are_registered():
+    reg = core_only()
+    assert reg.names("weighting") == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased"]
+    assert reg.names("objective") == ["ddo", "wdce"]
+    scheme = reg.create("weighting", "dmpo-mean", alpha=0.1)
+    assert isinstance(scheme, DmpoWeighting) and scheme.baseline == "mean" and scheme.alpha == 0.1
+    assert reg.get("weighting", "dmpo").factory().baseline == "negative"  # the paper's default
+    assert reg.report.loaded == ["core"] and reg.report.failed == {}
+
+
+def test_unknown_name_lists_the_available_names():
+    with pytest.raises(UnknownNameError) as info:
+        core_only().get("weighting", "dmpo-typo")
+    message = str(info.value)
+    assert "unknown weighting 'dmpo-typo'" in message
+    assert "available: dmpo, dmpo-mean, dmpo-none, dmpo-unbiased" in message
+    assert info.value.available == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased"]
+
+
+def test_duplicate_name_names_both_plugins():
+    first = fake_plugin("first", register_weightings=registering("same"))
+    second = fake_plugin("second", register_weightings=registering("same"))
+    with pytest.raises(DuplicateNameError) as info:
+        build_registry(plugins=[("first-plugin", first), ("second-plugin", second)], entry_points=False)
+    assert "'first-plugin'" in str(info.value) and "'second-plugin'" in str(info.value)
+    assert info.value.plugins == ("first-plugin", "second-plugin")
+
+
+def test_an_alias_colliding_with_a_name_is_a_duplicate():
+    first = fake_plugin("first", register_weightings=registering("alpha-scheme"))
+    second = fake_plugin("second", register_weightings=registering("beta-scheme", aliases=("alpha-scheme",)))
+    with pytest.raises(DuplicateNameError, match="alpha-scheme"):
+        build_registry(plugins=[("a", first), ("b", second)], entry_points=False)
+
+
+def test_aliases_resolve_to_the_canonical_entry():
+    plugin = fake_plugin("p", register_weightings=registering("long-name", aliases=("ln",)))
+    reg = build_registry(plugins=[("p", plugin)], entry_points=False)
+    assert reg.get("weighting", "ln").name == "long-name"
+    assert reg.names("weighting") == ["long-name"]
+
+
+def test_a_plugin_failing_to_register_is_reported_and_others_load():
+    def register_weightings(register):
+        raise RuntimeError("boom while registering")
+
+    broken = fake_plugin("broken", register_weightings=register_weightings)
+    reg = build_registry(plugins=[("broken", broken), ("core", builtin)], entry_points=False)
+    assert "broken" in reg.report.failed
+    assert "RuntimeError: boom while registering" in reg.report.failed["broken"]
+    assert reg.report.loaded == ["core"]
+    assert "dmpo" in reg.names("weighting")
+
+
+def test_a_plugin_failing_to_import_is_reported_by_name(monkeypatch):
+    # Entry points as if installed: one names a module that does not exist.
+    eps = [
+        importlib.metadata.EntryPoint(name="broken-import", value="dmpo_no_such_module_xyz", group="dmpo"),
+        importlib.metadata.EntryPoint(name="core", value="dmpo_core.builtin", group="dmpo"),
+    ]
+    monkeypatch.setattr(registry_module, "_entry_points", lambda: eps)
+    monkeypatch.delenv("DMPO_PLUGINS", raising=False)
+    reg = build_registry()
+    assert reg.report.failed["broken-import"].startswith("ModuleNotFoundError")
+    assert "dmpo_no_such_module_xyz" in reg.report.failed["broken-import"]
+    assert reg.report.loaded == ["core"]
+
+
+def test_a_misspelt_hook_name_fails_loudly():
+    # `register_backend` (no s) matches no hook spec: check_pending rejects the plugin.
+    def register_backend(register):
+        register("never", object)
+
+    typo = fake_plugin("typo", register_backend=register_backend)
+    reg = build_registry(plugins=[("typo", typo), ("core", builtin)], entry_points=False)
+    assert "typo" in reg.report.failed
+    assert "register_backend" in reg.report.failed["typo"]
+    assert reg.report.loaded == ["core"]
+    assert reg.names("backend") == []
+
+
+def test_a_hook_may_take_fewer_arguments_than_its_spec():
+    called = []
+
+    def register_commands():
+        called.append(True)
+
+    lazy = fake_plugin("lazy", register_commands=register_commands)
+    reg = build_registry(plugins=[("lazy", lazy)], entry_points=False)
+    assert called == [True] and reg.report.loaded == ["lazy"]
+
+
+def test_env_var_restricts_third_party_entry_points(monkeypatch):
+    def ep(name):
+        return importlib.metadata.EntryPoint(name=name, value="dmpo_core.builtin", group="dmpo")
+
+    monkeypatch.setattr(registry_module, "_entry_points", lambda: [ep("wanted"), ep("unwanted")])
+    monkeypatch.setenv("DMPO_PLUGINS", "wanted")
+    reg = build_registry()
+    assert reg.report.loaded == ["wanted"]
+
+
+def test_loading_the_same_plugin_name_twice_is_idempotent():
+    reg = build_registry(plugins=[("core", builtin), ("core", builtin)], entry_points=False)
+    assert reg.report.loaded == ["core"]
+
+
+# --------------------------------------------------------------------------- meta-tests
+
+
+def _hookspec_functions():
+    marker = f"{hookspecs.PROJECT}_spec"
+    return {
+        name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, marker)
+    }
+
+
+def test_every_hookspec_is_documented_and_listed_in_hooks():
+    specs = _hookspec_functions()
+    assert specs, "no hook specs found"
+    for name, fn in specs.items():
+        assert name.startswith("register_"), name
+        assert inspect.getdoc(fn), f"hook spec {name} has no docstring"
+        assert list(inspect.signature(fn).parameters) == ["register"], name
+    assert set(specs) == set(HOOKS.values()), "registry.HOOKS and the hook specs disagree"
+
+
+def test_every_builtin_component_has_help_text():
+    own = {
+        ep.name
+        for ep in importlib.metadata.entry_points(group=registry_module.ENTRY_POINT_GROUP)
+        if ep.dist is not None and ep.dist.name == registry_module.OWN_DISTRIBUTION
+    }
+    reg = build_registry(restrict=set())  # the dmpo distribution's own plugins only
+    assert "core" in reg.report.loaded
+    entries = [e for e in reg.entries() if e.plugin in own]
+    assert entries
+    missing = [f"{e.kind}:{e.name} ({e.plugin})" for e in entries if not e.help.strip()]
+    assert not missing, f"built-in components without help text: {missing}"

@@ -5,17 +5,31 @@ multi-gigabyte load.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import attrs
 
-from dmpo_core.errors import ConfigError, DmpoError
+from dmpo_core.errors import ConfigError, DmpoError, InvalidArgumentError
 from dmpo_core.registry import Registry, get_registry
 from dmpo_core.training import Components, TrainConfig
 from dmpo.backends import builtin
 
 
+def accepted_options(factory: Any, options: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
+    """Drop the ``optional`` keys that ``factory`` does not take (e.g. ``steps`` for ROAR,
+    which always takes one step per token); every other key is passed and checked by it."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params or k not in optional}
+
+
 def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> dict[str, Any]:
+    """Options of the rollout (or, with ``temperature=0``, evaluation) sampler."""
     rc = cfg.rollout
     return {
         "gen_length": rc.gen_length,
@@ -24,6 +38,16 @@ def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> di
         "temperature": rc.temperature if temperature is None else temperature,
         **rc.sampler_options,
     }
+
+
+def make_sampler(name: str, options: dict[str, Any], registry: Registry | None = None) -> Any:
+    """Build a registered sampler; ``steps`` is passed only to samplers that take it."""
+    reg = registry or get_registry()
+    entry = reg.get("sampler", name)
+    try:
+        return entry.factory(**accepted_options(entry.factory, options, optional=("steps",)))
+    except TypeError as err:  # an option this sampler does not have
+        raise InvalidArgumentError("sampler_options", sorted(options), f"sampler {name!r}: {err}") from err
 
 
 @attrs.frozen
@@ -61,8 +85,13 @@ def plan(cfg: TrainConfig, registry: Registry | None = None) -> Plan:
     except DmpoError as err:
         problems.append(str(err))
     attempt("task", "task", cfg.task, dict(cfg.task_options))
-    attempt("sampler", "sampler", cfg.rollout.sampler, sampler_options(cfg))
-    attempt("eval_sampler", "sampler", cfg.rollout.sampler, sampler_options(cfg, temperature=0.0))
+    for key, temp in (("sampler", None), ("eval_sampler", 0.0)):
+        try:
+            built[key] = make_sampler(cfg.rollout.sampler, sampler_options(cfg, temperature=temp), reg)
+        except DmpoError as err:
+            problems.append(f"{key}: {err}")
+        except TypeError as err:
+            problems.append(f"{key} {cfg.rollout.sampler!r}: {err}")
     attempt("weighting", "weighting", cfg.weighting.scheme, dict(cfg.weighting.options))
     attempt("objective", "objective", cfg.loss.objective, dict(cfg.loss.options))
     if problems:

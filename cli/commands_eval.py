@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import random
 from pathlib import Path
 
@@ -23,10 +24,11 @@ def _options(sets: tuple[str, ...]) -> dict:
 
 def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float,
              remasking: str | None):
-    steps = steps if steps is not None else gen_length // 2
-    extra = {"remasking": remasking} if remasking else {}
-    return get_registry().create("sampler", name, gen_length=gen_length, block_length=block_length, steps=steps,
-                                 temperature=temperature, **extra)
+    options = {"gen_length": gen_length, "block_length": block_length, "temperature": temperature,
+               "steps": steps if steps is not None else gen_length // 2}
+    if remasking:
+        options["remasking"] = remasking
+    return build.make_sampler(name, options)
 
 
 def _recommended(model: str, key: str, default):
@@ -85,7 +87,7 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     if limit is not None and limit < len(items):
         items = random.Random(seed).sample(items, limit)
     policy = build.load_policy(backend, model, _options(backend_sets))
-    with click.progressbar(length=len(items), label="eval", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(items), label="eval", file=sys.stderr) as bar:
         metrics, records = evaluate(policy, task_obj, samp, items, batch_size=batch_size, gen_length=gen_length,
                                     generator=torch.Generator().manual_seed(seed), progress=bar.update)
     if output:

@@ -1,0 +1,131 @@
+"""The command line end to end on the built-in model: train (seconds), resume, eval, generate, plot,
+and the one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dmpo.cli import main as cli_main
+from dmpo.cli import build
+from dmpo_core.training import TrainConfig, train
+from dmpo_core.training import checkpoint as ckpt
+
+cli_main._add_builtin_commands()
+CLI = cli_main.cli
+
+# A few seconds of real training: built-in model, sudoku, fixed givens.
+SHORT = [
+    "--set", "total_steps=2", "--set", "eval_size=8", "--set", "eval_batch_size=8", "--set", "save_every=1",
+    "--set", "rollout.prompts_per_step=2", "--set", "rollout.group_size=2", "--set", "loss.num_iterations=1",
+]
+
+
+def run(*args: str):
+    return CliRunner().invoke(CLI, list(args), catch_exceptions=False)
+
+
+def test_train_runs_through_the_cli_and_prints_base_vs_trained(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--backend", "llada", "--task", "sudoku", "--model", "builtin:sudoku-tiny",
+                 "--output-dir", str(out), "--quiet", *SHORT)
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy: base" in result.output
+    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if not r.get("eval")] == [1, 2]
+    assert ckpt.latest_checkpoint(out).name == "step-000002"
+    # the saved policy is a LLaDA checkpoint in the original layout that the backend reloads
+    config = json.loads((out / "checkpoints" / "step-000002" / "policy" / "config.json").read_text())
+    assert config["model_type"] == "llada" and "d_model" in config
+    # a second run into the same folder is refused; --resume of the finished run is a no-op
+    again = CliRunner().invoke(CLI, ["train", "--output-dir", str(out), "--quiet", *SHORT])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    resumed = run("train", "--output-dir", str(out), "--quiet", "--resume", *SHORT)
+    assert resumed.exit_code == 0, resumed.output
+    other = CliRunner().invoke(CLI, ["train", "--output-dir", str(out), "--resume", *SHORT, "--set", "seed=3"])
+    assert other.exit_code == 2 and "different config" in other.output
+    # plot of that run
+    png = run("plot", str(out))
+    assert png.exit_code == 0 and (out / "metrics.png").stat().st_size > 1000
+
+
+def test_resumed_real_run_reaches_the_same_weights(tmp_path):
+    data = {"total_steps": 3, "eval_size": 0, "save_every": 1,
+            "rollout": {"prompts_per_step": 2, "group_size": 2}, "loss": {"num_iterations": 1}}
+    from dmpo.backends import builtin
+
+    from dmpo.cli.configfile import merge
+
+    cfg = TrainConfig.from_dict(merge(builtin.recommended_config("builtin:sudoku-tiny"), data))
+    full = build.build_components(cfg)
+    train(cfg, full, tmp_path / "full")
+
+    def kill(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, build.build_components(cfg), tmp_path / "killed", on_step=kill)
+    resumed = build.build_components(cfg)
+    train(cfg, resumed, tmp_path / "killed", resume=True)
+    for a, b in zip(full.policy.trainable_parameters(), resumed.policy.trainable_parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--backend", "nope"], "unknown backend 'nope'; available: dream, llada"),
+        (["--task", "nope"], "unknown task 'nope'; available:"),
+        (["--set", "weighting.scheme=nope"], "unknown weighting 'nope'; available: dmpo, dmpo-mean"),
+        (["--set", "rollout.sampler=nope"], "unknown sampler 'nope'; available:"),
+    ],
+)
+def test_unknown_names_exit_2_with_one_line_listing_the_choices(tmp_path, args, needle):
+    result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_invalid_config_reports_all_problems_before_loading_the_model(tmp_path):
+    result = CliRunner().invoke(CLI, [
+        "train", "--model", str(tmp_path / "no-such-model"), "--output-dir", str(tmp_path / "r"),
+        "--set", "rollout.group_size=1", "--set", "rollout.gen_length=10", "--set", "optim.lr=-1",
+        "--set", "loss.options.replicates=3", "--set", "bogus.key=1",
+    ])
+    assert result.exit_code == 2
+    text = result.output
+    for needle in ("rollout.group_size=1", "optim.lr=-1", "bogus: unknown key"):
+        assert needle in text, text
+    assert "no-such-model" not in text  # the model was never touched
+    result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), "--set", "loss.options.replicates=3"])
+    assert result.exit_code == 2 and "replicates=3" in result.output and "even" in result.output
+
+
+def test_eval_writes_every_generation_for_audit(tmp_path):
+    out = tmp_path / "gens.jsonl"
+    result = run("eval", "--task", "sudoku", "--model", "builtin:sudoku-tiny", "--limit", "6", "--batch-size", "4",
+                 "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "mean_nfe" in result.output
+    rows = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert len(rows) == 6
+    assert {"prompt", "completion", "answer", "score", "item"} <= set(rows[0])
+    assert all(0.0 <= r["score"] <= 1.0 for r in rows)
+
+
+def test_generate_prints_a_completion():
+    result = run("generate", "--model", "builtin:sudoku-tiny", "--no-chat", "3102200002100320=")
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip()) == 16 and result.output.strip().isdigit()
+
+
+def test_plugins_lists_builtin_components():
+    result = run("plugins")
+    assert result.exit_code == 0
+    for needle in ("llada", "dream", "sudoku", "low-confidence", "dmpo-unbiased", "local"):
+        assert needle in result.output

@@ -20,8 +20,7 @@ $(BIN)/dmpo: pyproject.toml setup.py constraints.txt
 setup: $(BIN)/dmpo
 
 demo: setup
-	$(BIN)/dmpo plugins
-	$(BIN)/python examples/objective_demo.py
+	$(BIN)/dmpo train --backend llada --task sudoku --model builtin:sudoku-tiny --output-dir runs/demo --overwrite
 
 test: setup
 	$(BIN)/dmpo plugins | grep -q example-tempered || { echo "the example plugin is not listed by 'dmpo plugins'"; exit 1; }

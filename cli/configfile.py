@@ -37,6 +37,16 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; read such strings as numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
 def apply_sets(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings; values are parsed as YAML (``1e-4``, ``true``, ``[1, 2]``)."""
     problems = []
@@ -49,6 +59,7 @@ def apply_sets(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, An
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        value = _number(value)
         try:
             set_dotted(data, key.strip(), value)
         except ConfigError as err:

@@ -87,6 +87,7 @@ class SampleOutput:
     nfe: int
     """Number of model forward passes (function evaluations) used for the whole batch."""
     token_logp: torch.Tensor | None = None  # [N, L] float32: log-prob of each committed token, when exact
+    commit_step: torch.Tensor | None = None  # [N, L] long: step that committed each token (-1: prefilled), when known
 
 
 @attrs.frozen(kw_only=True)

@@ -46,7 +46,10 @@ class DecodeResult:
     def to_sample_output(self, *, with_logp: bool) -> SampleOutput:
         """The contract's :class:`~dmpo_core.data.SampleOutput` (``token_logp`` only when asked)."""
         return SampleOutput(
-            completion_ids=self.completion_ids, nfe=self.nfe, token_logp=self.token_logp if with_logp else None
+            completion_ids=self.completion_ids,
+            nfe=self.nfe,
+            token_logp=self.token_logp if with_logp else None,
+            commit_step=self.commit_step if with_logp else None,
         )
 
 

@@ -53,7 +53,13 @@ class RolloutConfig:
 
 @attrs.frozen(kw_only=True)
 class ScoringConfig:
-    """How log p_old(x) and log p_ref(x) are estimated (ELBO with shared masks)."""
+    """How log p_old(x) and log p_ref(x) are estimated: ELBO with shared masks, or exact."""
+
+    method: str = attrs.field(default="auto", validator=one_of("auto", "elbo", "exact"))
+    """``elbo``: estimate both with shared masks (any sampler). ``exact``: sum the per-token
+    log-probs the sampler recorded and replay its order under the reference (random-order
+    samplers: ``roar``, ``random-remask`` with ``record_logp``). ``auto``: exact when the
+    sampler records them, else elbo."""
 
     replicates: int = attrs.field(default=4, validator=positive())
     """Masking replicates of the ELBO estimate."""

@@ -29,6 +29,7 @@ from dmpo_core.training.rollout import (
     decode_completions,
     eligible_positions,
     estimate_log_likelihoods,
+    exact_log_likelihoods,
     rewards_tensor,
     sample_group_batch,
     score_rewards,
@@ -103,6 +104,17 @@ def needs_log_likelihoods(weighting: WeightingScheme, objective: Objective) -> b
     return (
         alpha is None or alpha > 0 or weighting.requires_current_logp or bool(getattr(objective, "needs_log_p_old", False))
     )
+
+
+def use_exact_logp(method: str, samples: Any) -> bool:
+    """Whether to use the sampler's recorded trajectory log-probs (``scoring.method``)."""
+    recorded = samples.token_logp is not None and samples.commit_step is not None
+    if method == "exact" and not recorded:
+        raise TrainingError(
+            "scoring.method=exact needs a sampler that records its decoding order and log-probs "
+            "(roar, or random-remask with sampler_options.record_logp=true); use scoring.method=elbo"
+        )
+    return recorded and method != "elbo"
 
 
 def _trainable_snapshot(policy: Policy) -> list[torch.Tensor]:
@@ -191,32 +203,36 @@ def train(
         # rollout: G completions per prompt with the current policy
         policy.train(False)
         items = batch_items(train_set, step, rc.prompts_per_step, cfg.seed)
-        ids, pmask, completions, prefill, nfe, texts, row_items = sample_group_batch(
+        samples = sample_group_batch(
             policy, comp.sampler, task, items, group_size=rc.group_size, gen_length=rc.gen_length,
             batch_rows=rc.batch_rows, generator=gen,
-        )  # [B*G, P], [B*G, P], [B*G, L]
+        )  # rows [B*G]
         times["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # rewards
-        outputs = decode_completions(policy.tokenizer, completions, policy.eos_id)
-        scored = score_rewards(task, texts, outputs, row_items)
+        outputs = decode_completions(policy.tokenizer, samples.completion_ids, policy.eos_id)
+        scored = score_rewards(task, samples.texts, outputs, samples.items)
         eligible = eligible_positions(
-            task, row_items, completions, prefill, mask_id=policy.mask_id, eos_id=policy.eos_id,
-            relevant_only=cfg.scoring.relevant_only, truncate_at_eos=cfg.scoring.truncate_at_eos,
+            task, samples.items, samples.completion_ids, samples.prefill, mask_id=policy.mask_id,
+            eos_id=policy.eos_id, relevant_only=cfg.scoring.relevant_only, truncate_at_eos=cfg.scoring.truncate_at_eos,
         )  # [B*G, L]
         batch = RolloutBatch(
-            prompt_ids=ids, prompt_mask=pmask, completion_ids=completions, eligible=eligible,
-            rewards=rewards_tensor(scored), group_size=rc.group_size, nfe=nfe, items=tuple(row_items),
+            prompt_ids=samples.prompt_ids, prompt_mask=samples.prompt_mask, completion_ids=samples.completion_ids,
+            eligible=eligible, rewards=rewards_tensor(scored), group_size=rc.group_size, nfe=samples.nfe,
+            items=tuple(samples.items),
         )
         counters.reward_failures += scored.n_failed
         times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        # log-likelihoods of current (= rollout) and reference policy, shared masks
+        # log-likelihoods of current (= rollout) and reference policy: exact, or ELBO with shared masks
         if need_logp:
-            log_old, log_ref = estimate_log_likelihoods(
-                policy, batch, replicates=cfg.scoring.replicates, antithetic=cfg.scoring.antithetic, generator=gen,
-                chunk_rows=rc.batch_rows,
-            )  # [B*G], [B*G]
+            if use_exact_logp(cfg.scoring.method, samples):
+                log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
+            else:
+                log_old, log_ref = estimate_log_likelihoods(
+                    policy, batch, replicates=cfg.scoring.replicates, antithetic=cfg.scoring.antithetic,
+                    generator=gen, chunk_rows=rc.batch_rows,
+                )  # [B*G], [B*G]
             batch = attrs.evolve(batch, log_p_old=log_old, log_p_ref=log_ref)
         times["logp"], tick = time.perf_counter() - tick, time.perf_counter()
 

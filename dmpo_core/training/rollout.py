@@ -10,10 +10,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import torch
 
 from dmpo_core.contracts import Policy, Sampler, Task
-from dmpo_core.data import RolloutBatch
+from dmpo_core.data import RolloutBatch, SampleOutput
 from dmpo_core.objective.estimators import paired_elbo
 from dmpo_core.rewards import ComposedRewards, score_components
 
@@ -97,6 +98,23 @@ def rewards_tensor(scored: ComposedRewards) -> torch.Tensor:
     return torch.tensor([math.nan if r is None else r for r in scored.total], dtype=torch.float32)  # [N]
 
 
+@attrs.frozen(kw_only=True)
+class GroupSamples:
+    """G completions for each of B prompts (rows prompt-major ``[B*G]``), with what the sampler recorded."""
+
+    prompt_ids: torch.Tensor  # [B*G, P] long, left padded
+    prompt_mask: torch.Tensor  # [B*G, P] bool
+    completion_ids: torch.Tensor  # [B*G, L] long
+    prefill: torch.Tensor | None  # [B*G, L] long, mask id at decoded positions
+    nfe: int
+    texts: list[str]
+    """Prompt text of each row."""
+    items: list[Mapping[str, Any]]
+    """Task item of each row."""
+    token_logp: torch.Tensor | None = None  # [B*G, L] float32: exact per-token log-probs, when recorded
+    commit_step: torch.Tensor | None = None  # [B*G, L] long: decoding order, when recorded
+
+
 @torch.no_grad()
 def sample_group_batch(
     policy: Policy,
@@ -108,12 +126,8 @@ def sample_group_batch(
     gen_length: int,
     batch_rows: int,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, int, list[str], list[Mapping[str, Any]]]:
-    """Sample ``G`` completions for each of ``B`` items (rows prompt-major ``[B*G]``).
-
-    Returns prompt ids ``[B*G, P]``, prompt mask ``[B*G, P]``, completions ``[B*G, L]``,
-    the prefill ``[B*G, L]`` or None, the NFE, the prompt texts and the items per row.
-    """
+) -> GroupSamples:
+    """Sample ``G`` completions for each of ``B`` items (rows prompt-major ``[B*G]``)."""
     tok = policy.tokenizer
     texts = [task.prompt(item, tok) for item in items]
     ids, mask = encode_prompts(tok, texts, policy.pad_id)  # [B, P]
@@ -122,8 +136,16 @@ def sample_group_batch(
     ids = ids.repeat_interleave(group_size, dim=0)  # [B*G, P]
     mask = mask.repeat_interleave(group_size, dim=0)  # [B*G, P]
     prefill = task_prefill(task, row_items, tok, gen_length, policy.mask_id)  # [B*G, L] or None
-    completions, nfe = _sample_in_chunks(policy, sampler, ids, mask, prefill, batch_rows, generator)
-    return ids, mask, completions, prefill, nfe, row_texts, row_items
+    outs, nfe = _sample_in_chunks(policy, sampler, ids, mask, prefill, batch_rows, generator)
+
+    def joined(name: str) -> torch.Tensor | None:
+        parts = [getattr(o, name) for o in outs]
+        return None if any(p is None for p in parts) else torch.cat([p.cpu() for p in parts], dim=0)
+
+    return GroupSamples(
+        prompt_ids=ids, prompt_mask=mask, completion_ids=joined("completion_ids"), prefill=prefill, nfe=nfe,
+        texts=row_texts, items=row_items, token_logp=joined("token_logp"), commit_step=joined("commit_step"),
+    )
 
 
 def _sample_in_chunks(
@@ -134,7 +156,7 @@ def _sample_in_chunks(
     prefill: torch.Tensor | None,
     batch_rows: int,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, int]:
+) -> tuple[list[SampleOutput], int]:
     device = policy.device
     n = ids.shape[0]
     step = batch_rows or n
@@ -144,9 +166,9 @@ def _sample_in_chunks(
         kwargs = {"prefill": prefill[sl].to(device)} if prefill is not None else {}
         out = sampler(policy.logits, ids[sl].to(device), mask[sl].to(device), mask_id=policy.mask_id,
                       generator=generator, **kwargs)
-        outs.append(out.completion_ids.cpu())
+        outs.append(out)
         nfe += out.nfe
-    return torch.cat(outs, dim=0), nfe  # [N, L]
+    return outs, nfe
 
 
 def score_rewards(
@@ -191,3 +213,35 @@ def estimate_log_likelihoods(
         cur_parts.append(cur.float().cpu())
         ref_parts.append(ref.float().cpu())
     return torch.cat(cur_parts), torch.cat(ref_parts)  # [B*G], [B*G]
+
+
+@torch.no_grad()
+def exact_log_likelihoods(
+    policy: Policy, samples: GroupSamples, eligible: torch.Tensor, *, chunk_rows: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``log p_old(x)`` and ``log p_ref(x)`` along the recorded decoding order.
+
+    For a random-order sampler (ROAR, random remasking) the order does not depend on the
+    tokens drawn, so the recorded per-token log-probs sum to the exact trajectory
+    log-likelihood under the rollout policy, and replaying the same order under the
+    reference gives its exact counterpart (ALGORITHM.md section 5). Sums run over the
+    ``eligible [B*G, L]`` positions. Returns two ``[B*G]`` float32 CPU tensors.
+    """
+    from dmpo_core.samplers.common import trajectory_logp
+
+    assert samples.token_logp is not None and samples.commit_step is not None
+    elig = eligible.float()  # [B*G, L]
+    log_old = (samples.token_logp.float() * elig).sum(dim=1)  # [B*G]
+    device = policy.device
+    n = samples.completion_ids.shape[0]
+    step = chunk_rows or n
+    parts = []
+    for start in range(0, n, step):
+        sl = slice(start, start + step)
+        ref = trajectory_logp(
+            policy.reference_logits, samples.prompt_ids[sl].to(device), samples.prompt_mask[sl].to(device),
+            samples.completion_ids[sl].to(device), samples.commit_step[sl].to(device), mask_id=policy.mask_id,
+        )  # [rows, L]
+        parts.append(ref.float().cpu())
+    log_ref = (torch.cat(parts, dim=0) * elig).sum(dim=1)  # [B*G]
+    return log_old, log_ref

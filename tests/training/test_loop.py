@@ -137,3 +137,43 @@ def test_invalid_config_reports_every_problem_at_once():
     assert "multiple of rollout.block_length" in str(err.value)
     with pytest.raises(ConfigError, match="scoring.replicates=3"):
         TrainConfig.from_dict({"scoring": {"replicates": 3}})
+
+
+def test_numbers_written_without_a_dot_are_read_as_numbers():
+    # YAML 1.1 parses "3e-5" as a string; configs accept it as the number users meant
+    assert TrainConfig.from_dict({"optim": {"lr": "3e-5"}}).optim.lr == 3e-5
+    with pytest.raises(ConfigError, match="optim.lr='fast': must be a number"):
+        TrainConfig.from_dict({"optim": {"lr": "fast"}})
+
+
+def test_exact_log_likelihoods_from_a_random_order_sampler(tmp_path):
+    from dmpo_core.samplers import RoarSampler
+    from dmpo_core.training.loop import batch_items
+    from dmpo_core.training.rollout import exact_log_likelihoods, sample_group_batch
+
+    policy, task = FakePolicy(seed=0), DigitTask()
+    sampler = RoarSampler(gen_length=4, block_length=4, temperature=1.0)
+    samples = sample_group_batch(policy, sampler, task, batch_items(task.train_items(), 0, 2, 0), group_size=3,
+                                 gen_length=4, batch_rows=0, generator=torch.Generator().manual_seed(0))
+    eligible = torch.ones(6, 4, dtype=torch.bool)
+    log_old, log_ref = exact_log_likelihoods(policy, samples, eligible)
+    assert torch.allclose(log_old, samples.token_logp.sum(1))
+    assert torch.allclose(log_old, log_ref, atol=1e-5)  # the reference IS the rollout policy at step 0
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.1)
+    changed = exact_log_likelihoods(policy, samples, eligible)[1]
+    assert torch.allclose(changed, log_ref)  # the reference replay ignores the trained weights
+
+
+def test_exact_scoring_runs_in_the_loop_and_needs_a_recording_sampler(tmp_path):
+    from dmpo_core.samplers import RoarSampler
+
+    cfg = TrainConfig.from_dict({**SMALL, "total_steps": 1, "eval_size": 0, "scoring": {"method": "exact"}})
+    comp = make_components(cfg)
+    with pytest.raises(TrainingError, match="scoring.method=exact needs a sampler"):
+        train(cfg, comp, tmp_path / "a")
+    comp = make_components(cfg)
+    comp.sampler = RoarSampler(gen_length=4, block_length=4, temperature=1.0)
+    last = train(cfg, comp, tmp_path / "b")
+    assert last["log_rnd_mean"] == pytest.approx(0.0, abs=1e-5)  # exact: no estimator noise at step 1

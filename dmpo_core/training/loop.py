@@ -169,6 +169,8 @@ def train(
     policy, task, engine = comp.policy, comp.task, comp.engine
     rc = cfg.rollout
     train_set = list(task.train_items())
+    if not train_set:
+        raise TrainingError(f"task {getattr(task, 'name', task)!r} has no training items; check its data options")
     test_set = list(task.test_items())[: cfg.eval_size]
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -19,8 +19,7 @@ import attrs
 import torch
 
 from dmpo_core.contracts import LogitsFn
-from dmpo_core.data import SampleOutput
-from dmpo_core.samplers.common import DecodeResult, adaptive_decode
+from dmpo_core.samplers.common import DecodeResult, DecodingSampler, adaptive_decode
 from dmpo_core.samplers.config import (
     block_problems,
     raise_problems,
@@ -52,13 +51,8 @@ def entropy_bound_rule(gamma: float):
     return rule
 
 
-def _call(sampler, logits_fn, prompt_ids, prompt_mask, mask_id, generator, prefill) -> SampleOutput:
-    result = sampler.decode(logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill)
-    return result.to_sample_output(with_logp=False)
-
-
 @attrs.frozen(kw_only=True)
-class FastDllmSampler:
+class FastDllmSampler(DecodingSampler):
     """Confidence-threshold parallel decoding in semi-autoregressive blocks (no KV cache).
 
     Callable as the :class:`~dmpo_core.contracts.Sampler` contract says, with the extra
@@ -109,22 +103,10 @@ class FastDllmSampler:
             prefill=prefill,
         )
 
-    def __call__(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """Complete ``prompt_ids [N, P]`` into ``[N, L]``; NFE is the number of forwards taken."""
-        return _call(self, logits_fn, prompt_ids, prompt_mask, mask_id, generator, prefill)
 
 
 @attrs.frozen(kw_only=True)
-class EntropyBoundedSampler:
+class EntropyBoundedSampler(DecodingSampler):
     """Entropy-bounded parallel decoding in semi-autoregressive blocks.
 
     Callable as the :class:`~dmpo_core.contracts.Sampler` contract says, with the extra
@@ -176,15 +158,3 @@ class EntropyBoundedSampler:
             prefill=prefill,
         )
 
-    def __call__(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """Complete ``prompt_ids [N, P]`` into ``[N, L]``; NFE is the number of forwards taken."""
-        return _call(self, logits_fn, prompt_ids, prompt_mask, mask_id, generator, prefill)

@@ -53,6 +53,41 @@ class DecodeResult:
         )
 
 
+class DecodingSampler:
+    """The :class:`~dmpo_core.contracts.Sampler` call shared by every sampler here.
+
+    A subclass implements ``decode(...) -> DecodeResult``; calling it returns the
+    contract's :class:`~dmpo_core.data.SampleOutput`, with the per-token log-probs and the
+    decoding order when ``returns_logp`` is true.
+    """
+
+    __slots__ = ()
+
+    @property
+    def returns_logp(self) -> bool:
+        """Whether a call returns ``token_logp`` and ``commit_step``."""
+        return False
+
+    def __call__(
+        self,
+        logits_fn: LogitsFn,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        *,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+        prefill: torch.Tensor | None = None,
+    ) -> SampleOutput:
+        """Complete ``prompt_ids [N, P]`` (left padded, ``prompt_mask [N, P]``) into ``[N, L]``.
+
+        ``prefill [N, L]`` holds ``mask_id`` at the positions to decode and fixed tokens elsewhere.
+        """
+        result = self.decode(  # type: ignore[attr-defined]
+            logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill
+        )
+        return result.to_sample_output(with_logp=self.returns_logp)
+
+
 def num_transfer_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
     """How many positions each step of a block commits: the count split as evenly as possible.
 

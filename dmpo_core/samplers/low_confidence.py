@@ -11,9 +11,8 @@ import attrs
 import torch
 
 from dmpo_core.contracts import LogitsFn
-from dmpo_core.data import SampleOutput
 from dmpo_core.errors import ConfigError
-from dmpo_core.samplers.common import DecodeResult, scheduled_decode
+from dmpo_core.samplers.common import DecodeResult, DecodingSampler, scheduled_decode
 from dmpo_core.samplers.config import (
     block_problems,
     raise_problems,
@@ -25,7 +24,7 @@ REMASKING: tuple[str, ...] = ("low_confidence", "random")
 
 
 @attrs.frozen(kw_only=True)
-class LowConfidenceSampler:
+class LowConfidenceSampler(DecodingSampler):
     """Semi-autoregressive blocks, ``k`` commits per step chosen by confidence (or at random).
 
     The completion (all mask tokens, or a ``prefill``) is split into
@@ -100,19 +99,10 @@ class LowConfidenceSampler:
             prefill=prefill,
         )
 
-    def __call__(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """Complete ``prompt_ids [N, P]`` (left padded, ``prompt_mask [N, P]``) into ``[N, L]``."""
-        result = self.decode(logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill)
-        return result.to_sample_output(with_logp=self.record_logp)
+    @property
+    def returns_logp(self) -> bool:
+        """Whether a call returns per-token log-probs and the decoding order."""
+        return self.record_logp
 
 
 def random_remask_sampler(**options: object) -> LowConfidenceSampler:

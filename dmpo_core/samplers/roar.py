@@ -13,8 +13,7 @@ import attrs
 import torch
 
 from dmpo_core.contracts import LogitsFn
-from dmpo_core.data import SampleOutput
-from dmpo_core.samplers.common import DecodeResult, scheduled_decode
+from dmpo_core.samplers.common import DecodeResult, DecodingSampler, scheduled_decode
 from dmpo_core.samplers.config import (
     block_problems,
     raise_problems,
@@ -23,7 +22,7 @@ from dmpo_core.samplers.config import (
 
 
 @attrs.frozen(kw_only=True)
-class RoarSampler:
+class RoarSampler(DecodingSampler):
     """One token per step in a random order per block; ``token_logp`` always returned.
 
     NFE equals ``gen_length`` without a prefill (the number of free positions' steps
@@ -77,16 +76,7 @@ class RoarSampler:
             tempered_logp=self.tempered_logp,
         )
 
-    def __call__(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """Complete ``prompt_ids [N, P]`` into ``[N, L]`` with per-token log-probs ``[N, L]``."""
-        result = self.decode(logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill)
-        return result.to_sample_output(with_logp=True)
+    @property
+    def returns_logp(self) -> bool:
+        """Whether a call returns per-token log-probs and the decoding order."""
+        return True

@@ -24,7 +24,12 @@ from dmpo_core.objective.masks import sample_masks
 
 
 def wdce_loss(
-    token_logp: torch.Tensor, masks: torch.Tensor, advantages: torch.Tensor, num_groups: int
+    token_logp: torch.Tensor,
+    masks: torch.Tensor,
+    advantages: torch.Tensor,
+    num_groups: int,
+    *,
+    negative_cap: float | None = None,
 ) -> tuple[torch.Tensor, LossStats]:
     """WDCE loss from per-token log-probs.
 
@@ -33,6 +38,10 @@ def wdce_loss(
         masks: ``[R, N, L]`` bool.
         advantages: ``[N]`` weights after baseline subtraction (no gradient).
         num_groups: ``B`` of the full batch (normaliser; slices pass the full batch's B).
+        negative_cap: NOT in the paper (off by default). For rows with a negative advantage,
+            use ``min(DCE, cap)``: once a badly rewarded completion's denoising cross-entropy
+            exceeds ``cap`` nats per token it is not pushed further. The negative part of
+            WDCE is otherwise unbounded and can dominate (FINDINGS.md).
 
     Returns:
         Scalar loss and its stats.
@@ -44,7 +53,11 @@ def wdce_loss(
         raise InvalidArgumentError("num_groups", num_groups, "pass the number of prompts B >= 1")
     dce = dce_per_row(token_logp, masks)  # [R, N]
     adv = advantages.detach().to(dce.dtype)  # [N]
-    loss = (adv[None, :] * dce).sum() / (r * num_groups)  # scalar
+    scored = dce  # [R, N]
+    if negative_cap is not None:
+        capped = torch.clamp(dce, max=negative_cap)  # [R, N]; no gradient past the cap
+        scored = torch.where(adv[None, :] < 0, capped, dce)  # [R, N]
+    loss = (adv[None, :] * scored).sum() / (r * num_groups)  # scalar
     stats = LossStats(
         loss=float(loss.detach()),
         dce_mean=float(dce.detach().mean()),
@@ -63,9 +76,13 @@ class WdceObjective:
     """Draw masks in complementary pairs."""
     clamp: bool = True
     """Use mask ratios ``0.1 + 0.9 t``."""
+    negative_cap: float | None = None
+    """Not in the paper: cap (nats per token) on the DCE of negatively weighted completions."""
 
     def __attrs_post_init__(self) -> None:
         check_replicates(self.replicates, self.antithetic)
+        if self.negative_cap is not None and not (isinstance(self.negative_cap, (int, float)) and self.negative_cap > 0):
+            raise InvalidArgumentError("negative_cap", self.negative_cap, "pass a positive number of nats, or None")
 
     def __call__(
         self,
@@ -99,4 +116,4 @@ class WdceObjective:
                 log_p_current=log_p_current.cpu(),
                 log_p_old=batch.log_p_old,
             ).advantages.to(token_logp.device)  # [N]
-        return wdce_loss(token_logp, masks, advantages, num_groups)
+        return wdce_loss(token_logp, masks, advantages, num_groups, negative_cap=self.negative_cap)

@@ -282,13 +282,13 @@ def test_negative_cap_stops_pushing_badly_rewarded_completions_past_the_cap():
     masks = torch.ones(1, 2, 2, dtype=torch.bool)
     adv = torch.tensor([0.5, -0.5])
     plain, _ = wdce_loss(logp, masks, adv, num_groups=1)
-    assert float(plain) == pytest.approx(0.5 * 1 - 0.5 * 3)  # -1.0
+    assert float(plain.detach()) == pytest.approx(0.5 * 1 - 0.5 * 3)  # -1.0
     capped, _ = wdce_loss(logp, masks, adv, num_groups=1, negative_cap=2.0)
-    assert float(capped) == pytest.approx(0.5 * 1 - 0.5 * 2)  # the bad row counts as DCE 2
+    assert float(capped.detach()) == pytest.approx(0.5 * 1 - 0.5 * 2)  # the bad row counts as DCE 2
     capped.backward()
     assert torch.all(logp.grad[0, 1] == 0)  # past the cap: no further push
     assert torch.all(logp.grad[0, 0] != 0)  # the good row still learns
     same, _ = wdce_loss(logp, masks, adv, num_groups=1, negative_cap=10.0)
-    assert float(same) == pytest.approx(float(plain))  # a cap above every DCE changes nothing
+    assert float(same.detach()) == pytest.approx(float(plain.detach()))  # a cap above every DCE changes nothing
     with pytest.raises(InvalidArgumentError, match="negative_cap"):
         WdceObjective(negative_cap=-1.0)

@@ -526,3 +526,16 @@ class AnswerTask:
                 registry=self._registry,
             )
         return list(self._components)
+
+
+def _same_question(text: str) -> str:
+    return " ".join(str(text).split()).lower()
+
+
+def without_held_out(
+    items: list[dict[str, Any]], held_out: Sequence[Mapping[str, Any]], limit: int | None
+) -> list[dict[str, Any]]:
+    """Training items whose question (whitespace and case folded) is not in ``held_out``, cut to ``limit``."""
+    test = {_same_question(it["question"]) for it in held_out}
+    kept = [it for it in items if _same_question(it["question"]) not in test]
+    return kept if limit is None else kept[:limit]

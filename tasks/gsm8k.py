@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
-from dmpo.tasks.base import AnswerTask, TaskOptions, load_rows
+from dmpo.tasks.base import AnswerTask, TaskOptions, load_rows, without_held_out
 
 from dmpo_core.config import build_config, in_range
 from dmpo_core.hookspecs import hookimpl
@@ -89,10 +89,6 @@ def reference_answer(solution: str) -> str:
     mark = text.rfind("####")
     body = text[mark + 4 :] if mark >= 0 else text
     return body.strip().replace(",", "").replace("$", "").strip()
-
-
-def _same_question(text: str) -> str:
-    return " ".join(str(text).split()).lower()
 
 
 @attrs.frozen(kw_only=True)
@@ -169,9 +165,7 @@ class Gsm8kTask(AnswerTask):
     def _train(self) -> list[dict[str, Any]]:
         cfg = self.config
         items = self._load("train_source", cfg.train_split, None)
-        held_out = {_same_question(it["question"]) for it in self._test}
-        items = [it for it in items if _same_question(it["question"]) not in held_out]
-        return items if cfg.max_train_items is None else items[: cfg.max_train_items]
+        return without_held_out(items, self._test, cfg.max_train_items)
 
     def train_items(self) -> list[dict[str, Any]]:
         """Training items (questions also in the test set are dropped)."""

@@ -30,6 +30,7 @@ from typing import Any
 
 import attrs
 from dmpo.tasks.base import (
+    without_held_out,
     AnswerTask,
     RewardComponent,
     TaskOptions,
@@ -51,10 +52,6 @@ def reference_answer(text: Any) -> str:
     text = str(text)
     boxed = last_boxed(text) if "\\boxed{" in text else None
     return (boxed if boxed is not None else text).strip()
-
-
-def _same_question(text: str) -> str:
-    return " ".join(str(text).split()).lower()
 
 
 @attrs.frozen(kw_only=True)
@@ -158,9 +155,7 @@ class Math500Task(AnswerTask):
                        "local file with columns problem, answer> (e.g. the MATH training problems)")
             raise ConfigError([problem], source="math500 task options")
         items = self._load("train_source", cfg.train_split)
-        held_out = {_same_question(it["question"]) for it in self._test}
-        items = [it for it in items if _same_question(it["question"]) not in held_out]
-        return items if cfg.max_train_items is None else items[: cfg.max_train_items]
+        return without_held_out(items, self._test, cfg.max_train_items)
 
     def train_items(self) -> list[dict[str, Any]]:
         """Training items from ``train_source`` (problems also in the test set are dropped)."""

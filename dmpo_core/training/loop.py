@@ -101,9 +101,12 @@ def slice_groups(batch: RolloutBatch, weights: WeightOutput, start: int, stop: i
 def needs_log_likelihoods(weighting: WeightingScheme, objective: Objective) -> bool:
     """Whether a step must estimate log p_old / log p_ref (skipped when alpha = 0 makes them unused)."""
     alpha = getattr(weighting, "alpha", None)
-    return (
-        alpha is None or alpha > 0 or weighting.requires_current_logp or bool(getattr(objective, "needs_log_p_old", False))
-    )
+    return alpha is None or alpha > 0 or needs_log_p_old(weighting, objective)
+
+
+def needs_log_p_old(weighting: WeightingScheme, objective: Objective) -> bool:
+    """Whether a step needs ``log p_old`` itself, not only the log-RND (unbiased baseline, DDO)."""
+    return weighting.requires_current_logp or bool(getattr(objective, "needs_log_p_old", False))
 
 
 def use_exact_logp(method: str, samples: Any) -> bool:
@@ -226,8 +229,11 @@ def train(
         counters.reward_failures += scored.n_failed
         times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
 
-        # log-likelihoods of current (= rollout) and reference policy: exact, or ELBO with shared masks
-        if need_logp:
+        # log-likelihoods of current (= rollout) and reference policy: exact, or ELBO with shared masks.
+        # Right after a reference sync the two are the same model, so log_rnd is exactly 0 and
+        # the estimate is skipped unless log p_old itself is needed.
+        ref_is_rollout = counters.last_sync_step == step
+        if need_logp and not (ref_is_rollout and not needs_log_p_old(comp.weighting, comp.objective)):
             if use_exact_logp(cfg.scoring.method, samples):
                 log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
             else:
@@ -239,7 +245,14 @@ def train(
         times["logp"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # weights, held fixed while the batch is reused
-        weights = comp.weighting(batch.rewards, batch.log_rnd, rc.group_size, log_p_old=batch.log_p_old)
+        log_rnd = batch.log_rnd  # [B*G] or None
+        if ref_is_rollout:
+            log_rnd = torch.zeros_like(batch.rewards)  # [B*G]: reference == rollout policy
+        # A scheme that reads the current policy's likelihood (unbiased baseline) gets log p_old here:
+        # at rollout time the current policy IS p_old; the objective recomputes it at loss time.
+        current = batch.log_p_old if comp.weighting.requires_current_logp else None  # [B*G] or None
+        weights = comp.weighting(batch.rewards, log_rnd, rc.group_size, log_p_old=batch.log_p_old,
+                                 log_p_current=current)
         times["weights"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # update: num_iterations gradient steps on this batch
@@ -288,7 +301,7 @@ def train(
         # log
         times["total"] = time.perf_counter() - t_start
         times["other"] = times["total"] - sum(v for k, v in times.items() if k != "total")
-        last = _step_record(counters, batch, scored, weights, loss_stats, grad_norms, times, engine, finite)
+        last = _step_record(counters, batch, log_rnd, scored, weights, loss_stats, grad_norms, times, engine, finite)
         log.write(last)
         if on_step:
             on_step(last)
@@ -329,7 +342,7 @@ def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: 
                          keep=cfg.keep_checkpoints)
 
 
-def _step_record(counters: Counters, batch: RolloutBatch, scored: Any, weights: WeightOutput, loss_stats: list,
+def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor | None, scored: Any, weights: WeightOutput, loss_stats: list,
                  grad_norms: list[float], times: dict[str, float], engine: Engine, finite: bool) -> dict[str, Any]:
     r = batch.rewards[torch.isfinite(batch.rewards)]  # [valid]
     record: dict[str, Any] = {
@@ -348,7 +361,7 @@ def _step_record(counters: Counters, batch: RolloutBatch, scored: Any, weights: 
     if loss_stats:
         for key in loss_stats[0].as_dict():
             record[key] = float(sum(s.as_dict()[key] for s in loss_stats) / len(loss_stats))
-    if batch.log_rnd is not None:
-        record["log_rnd_mean"] = float(batch.log_rnd.mean())
+    if log_rnd is not None:
+        record["log_rnd_mean"] = float(log_rnd.mean())
     record.update({f"time/{k}": v for k, v in times.items()})
     return record

@@ -177,3 +177,38 @@ def test_exact_scoring_runs_in_the_loop_and_needs_a_recording_sampler(tmp_path):
     comp.sampler = RoarSampler(gen_length=4, block_length=4, temperature=1.0)
     last = train(cfg, comp, tmp_path / "b")
     assert last["log_rnd_mean"] == pytest.approx(0.0, abs=1e-5)  # exact: no estimator noise at step 1
+
+
+class CountingPolicy(FakePolicy):
+    """FakePolicy that counts reference forwards (the log-likelihood estimate's cost)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.ref_calls = 0
+
+    def reference_logits(self, input_ids, attention_mask, *, last=None):
+        self.ref_calls += 1
+        return super().reference_logits(input_ids, attention_mask, last=last)
+
+
+@pytest.mark.parametrize(("sync_every", "scheme", "expected_calls"), [
+    (1, "dmpo", 1),  # synced after every update: only step 1 (reference = base, never synced) estimates
+    (2, "dmpo", 3),  # steps 1, 2 and 4 estimate; step 3 follows a sync and skips
+    (0, "dmpo", 4),
+    (1, "dmpo-unbiased", 4),  # the unbiased baseline needs log p_old itself: never skipped
+])
+def test_log_likelihoods_are_skipped_right_after_a_reference_sync(tmp_path, sync_every, scheme, expected_calls):
+    cfg = TrainConfig.from_dict({**SMALL, "eval_size": 0, "ref_sync_every": sync_every,
+                                 "weighting": {"scheme": scheme, "options": {"alpha": 0.5}}})
+    comp = make_components(cfg)
+    comp.policy = CountingPolicy(seed=0)
+    comp.engine = LocalEngine(comp.policy, lr=cfg.optim.lr, grad_clip=cfg.optim.grad_clip, weight_decay=0.0)
+    if scheme == "dmpo-unbiased":
+        from dmpo_core.registry import get_registry
+
+        comp.weighting = get_registry().create("weighting", scheme, **cfg.weighting.options)
+    train(cfg, comp, tmp_path)
+    assert comp.policy.ref_calls == expected_calls
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    if sync_every == 1 and scheme == "dmpo":
+        assert all(r["log_rnd_mean"] == 0.0 for r in records[1:])  # reference == rollout policy: exactly 0

@@ -40,6 +40,16 @@ def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> di
     }
 
 
+def eval_sampler_spec(cfg: TrainConfig) -> tuple[str, dict[str, Any]]:
+    """Name and options of the (greedy) evaluation sampler: ``eval_sampler`` or the rollout sampler."""
+    if cfg.eval_sampler is None and cfg.eval_sampler_options is None:
+        return cfg.rollout.sampler, sampler_options(cfg, temperature=0.0)
+    rc = cfg.rollout
+    options = {"gen_length": rc.gen_length, "block_length": rc.block_length, "steps": rc.steps, "temperature": 0.0}
+    extra = cfg.eval_sampler_options if cfg.eval_sampler_options is not None else {}
+    return cfg.eval_sampler or rc.sampler, {**options, **extra}
+
+
 def make_sampler(name: str, options: dict[str, Any], registry: Registry | None = None) -> Any:
     """Build a registered sampler; ``steps`` is passed only to samplers that take it."""
     reg = registry or get_registry()
@@ -85,13 +95,14 @@ def plan(cfg: TrainConfig, registry: Registry | None = None) -> Plan:
     except DmpoError as err:
         problems.append(str(err))
     attempt("task", "task", cfg.task, dict(cfg.task_options))
-    for key, temp in (("sampler", None), ("eval_sampler", 0.0)):
+    specs = {"sampler": (cfg.rollout.sampler, sampler_options(cfg)), "eval_sampler": eval_sampler_spec(cfg)}
+    for key, (name, options) in specs.items():
         try:
-            built[key] = make_sampler(cfg.rollout.sampler, sampler_options(cfg, temperature=temp), reg)
+            built[key] = make_sampler(name, options, reg)
         except DmpoError as err:
             problems.append(f"{key}: {err}")
         except TypeError as err:
-            problems.append(f"{key} {cfg.rollout.sampler!r}: {err}")
+            problems.append(f"{key} {name!r}: {err}")
     attempt("weighting", "weighting", cfg.weighting.scheme, dict(cfg.weighting.options))
     attempt("objective", "objective", cfg.loss.objective, dict(cfg.loss.options))
     if problems:

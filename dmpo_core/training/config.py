@@ -145,6 +145,12 @@ class TrainConfig:
     eval_size: int = attrs.field(default=64, validator=non_negative())
     """Held-out items per evaluation (0 = skip evaluation)."""
     eval_batch_size: int = attrs.field(default=64, validator=positive())
+    eval_sampler: str | None = None
+    """Registered sampler of the evaluations, always greedy (None = ``rollout.sampler``). Lets a run
+    roll out with a random-order sampler (exact likelihoods) yet evaluate with the decoder it deploys."""
+    eval_sampler_options: dict[str, Any] | None = None
+    """Options of ``eval_sampler`` (None = ``rollout.sampler_options`` when ``eval_sampler`` is None,
+    else none); ``gen_length``, ``block_length`` and ``steps`` come from ``rollout``."""
     save_every: int = attrs.field(default=50, validator=non_negative())
     """Checkpoint every K steps (0 = only at the end)."""
     keep_checkpoints: int = attrs.field(default=2, validator=positive())

@@ -129,3 +129,21 @@ def test_plugins_lists_builtin_components():
     assert result.exit_code == 0
     for needle in ("llada", "dream", "sudoku", "low-confidence", "dmpo-unbiased", "local"):
         assert needle in result.output
+
+
+def test_evaluation_can_use_another_sampler_than_the_rollouts():
+    base = {"rollout": {"gen_length": 16, "block_length": 16, "steps": 8, "temperature": 1.0,
+                        "sampler": "random-remask", "sampler_options": {"record_logp": True}}}
+    same = build.plan(TrainConfig.from_dict(base))
+    assert type(same.eval_sampler) is type(same.sampler) and same.eval_sampler.remasking == "random"
+    assert same.eval_sampler.temperature == 0.0 and same.sampler.temperature == 1.0
+    other = build.plan(TrainConfig.from_dict({**base, "eval_sampler": "low-confidence"}))
+    assert other.sampler.remasking == "random" and other.sampler.record_logp
+    assert other.eval_sampler.remasking == "low_confidence" and not other.eval_sampler.record_logp
+    assert other.eval_sampler.temperature == 0.0 and other.eval_sampler.steps == 8
+
+
+def test_an_unknown_eval_sampler_is_reported_with_the_choices(tmp_path):
+    result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), "--set", "eval_sampler=nope"])
+    assert result.exit_code == 2
+    assert "eval_sampler" in result.output and "low-confidence" in result.output

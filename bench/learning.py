@@ -1,6 +1,7 @@
 """Does DMPO learn on the built-in model, and does the weight baseline matter?
 
     python bench/learning.py [--steps 250] [--seeds 0 1 2] [--variants all] [--out bench-results]
+    python bench/learning.py --report DIR1/results.json DIR2/results.json   # merge parallel runs
 
 For each variant and seed it trains ``builtin:sudoku-tiny`` with the shipped recipe for
 a fixed number of rollout batches (equal rollouts across variants: B*G = 64 rows per
@@ -18,6 +19,8 @@ Variants:
   none-g4         no baseline, G=4, B=16
   negative-g16    negative baseline, G=16, B=4
   none-g16        no baseline, G=16, B=4
+  exact-g8        the shipped recipe with random-remask rollouts and exact trajectory
+                  log-likelihoods (evaluation keeps greedy low-confidence decoding)
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ VARIANTS = {
     "none-g4": {"rollout": {"group_size": 4, "prompts_per_step": 16}, "weighting": {"scheme": "dmpo-none"}},
     "negative-g16": {"rollout": {"group_size": 16, "prompts_per_step": 4}, "weighting": {"scheme": "dmpo"}},
     "none-g16": {"rollout": {"group_size": 16, "prompts_per_step": 4}, "weighting": {"scheme": "dmpo-none"}},
+    "exact-g8": {"rollout": {"sampler": "random-remask", "sampler_options": {"record_logp": True}},
+                 "eval_sampler": "low-confidence"},
 }
 TIMES = ("rollout", "reward", "logp", "weights", "loss_fwd_bwd", "optimizer", "other")
 
@@ -64,7 +69,7 @@ def run_one(variant: str, seed: int, steps: int, out: Path) -> dict:
     times = {k: statistics.mean(r[f"time/{k}"] for r in steps_r) for k in TIMES}
     times["total"] = statistics.mean(r["time/total"] for r in steps_r)
     return {
-        "variant": variant, "seed": seed, "base": evals[0]["eval_accuracy"],
+        "variant": variant, "seed": seed, "steps": steps, "base": evals[0]["eval_accuracy"],
         "final": statistics.mean(e["eval_accuracy"] for e in evals[-2:]),
         "last": evals[-1]["eval_accuracy"], "wall_s": wall, "times": times,
     }
@@ -72,8 +77,9 @@ def run_one(variant: str, seed: int, steps: int, out: Path) -> dict:
 
 def spread(values: list[float]) -> str:
     m = statistics.mean(values)
-    s = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * m:5.1f} ± {100 * s:4.1f}"
+    if len(values) == 1:
+        return f"{100 * m:5.1f}       "  # one run: no spread to show
+    return f"{100 * m:5.1f} ± {100 * statistics.stdev(values):4.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--out", type=Path, default=Path("bench-results/learning"))
+    ap.add_argument("--report", type=Path, nargs="+", metavar="RESULTS_JSON",
+                    help="train nothing: print the table from results.json files of earlier runs (e.g. one "
+                         "per process when seeds or variants were run in parallel)")
     args = ap.parse_args(argv)
+    if args.report:
+        results = [r for path in args.report for r in json.loads(path.read_text())]
+        report(results, sorted({r["steps"] for r in results if "steps" in r}) or "?")
+        return
     results = []
     for variant in args.variants:
         for seed in args.seeds:
@@ -92,13 +105,19 @@ def main(argv: list[str] | None = None) -> None:
                   f"({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    report(results, args.steps)
 
-    print(f"\nheld-out blank-cell accuracy, 256 puzzles, {args.steps} steps x 64 rollouts, seeds {args.seeds}")
-    print(f"{'variant':<14} {'base %':>13} {'final %':>13} {'change (points)':>17}")
-    for variant in args.variants:
+
+def report(results: list[dict], steps: object) -> None:
+    """Print the accuracy table (mean ± spread over seeds) and the step-time split."""
+    variants = list(dict.fromkeys(r["variant"] for r in results))
+    seeds = sorted({r["seed"] for r in results})
+    print(f"\nheld-out blank-cell accuracy, 256 puzzles, {steps} steps x 64 rollouts, seeds {seeds}")
+    print(f"{'variant':<14} {'runs':>4} {'base %':>13} {'final %':>13} {'change (points)':>17}")
+    for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
         change = [r["final"] - r["base"] for r in rows]
-        print(f"{variant:<14} {spread([r['base'] for r in rows]):>13} {spread([r['final'] for r in rows]):>13} "
+        print(f"{variant:<14} {len(rows):>4} {spread([r['base'] for r in rows]):>13} {spread([r['final'] for r in rows]):>13} "
               f"{spread(change):>17}")
     print("\ntime split of a training step (mean over steps and runs)")
     total = statistics.mean(r["times"]["total"] for r in results)

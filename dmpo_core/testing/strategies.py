@@ -308,8 +308,15 @@ def group_batches(
 
 @functools.cache
 def alphas(*, zero: bool = True, low: float = 1e-3, high: float = 1e3) -> st.SearchStrategy[float]:
-    """KL temperatures: 0 (reference dropped, when ``zero``), the paper's 0.04, 1, and log-uniform ``[low, high]``."""
-    positive = st.one_of(st.sampled_from([v for v in (0.04, 1.0) if low <= v <= high]), _log_uniform(low, high))
+    """KL temperatures: 0 (reference dropped, when ``zero``), both bounds, the paper's 0.04, 1, and
+    log-uniform ``[low, high]``.
+
+    The bounds are listed explicitly: hypothesis biases float draws toward constants it finds in
+    loaded modules, so which log-uniform values a run meets depends on what else was imported,
+    and the extremes must not hinge on that.
+    """
+    special = sorted({v for v in (low, 0.04, 1.0, high) if low <= v <= high})
+    positive = st.one_of(st.sampled_from(special), _log_uniform(low, high))
     return st.one_of(st.just(0.0), positive) if zero else positive
 
 

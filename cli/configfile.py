@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,30 @@ from dmpo_core.config import set_dotted
 from dmpo_core.errors import ConfigError
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: ``1e-4`` (no dot) is a number, where YAML 1.1 makes it a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text (safe types only) with YAML 1.2 floats; used for config files and ``--set``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path`` (ConfigError naming the file when it is not one)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError([f"{p}: no such file"], source="--config")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = load_yaml(p.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError([f"{p}: not valid YAML ({str(err).splitlines()[0]})"], source="--config") from err
     if not isinstance(data, dict):
@@ -37,16 +55,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _number(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string; read such strings as numbers."""
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value.lower() for c in ".e") else int(value)
-        except ValueError:
-            return value
-    return value
-
-
 def apply_sets(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings; values are parsed as YAML (``1e-4``, ``true``, ``[1, 2]``)."""
     problems = []
@@ -56,10 +64,9 @@ def apply_sets(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, An
             problems.append(f"{text!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        value = _number(value)
         try:
             set_dotted(data, key.strip(), value)
         except ConfigError as err:

@@ -147,3 +147,15 @@ def test_an_unknown_eval_sampler_is_reported_with_the_choices(tmp_path):
     result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), "--set", "eval_sampler=nope"])
     assert result.exit_code == 2
     assert "eval_sampler" in result.output and "low-confidence" in result.output
+
+
+def test_numbers_without_a_dot_are_numbers_in_config_files_and_sets(tmp_path):
+    from dmpo.cli import configfile
+
+    path = tmp_path / "run.yaml"
+    path.write_text("optim: {lr: 3e-5}\nweighting: {options: {alpha: 4e-2}}\nrollout: {sampler: fast-dllm}\n")
+    data = configfile.read_yaml(path)
+    assert data["optim"]["lr"] == 3e-5 and data["weighting"]["options"]["alpha"] == 0.04  # untyped options too
+    assert data["rollout"]["sampler"] == "fast-dllm"
+    data = configfile.apply_sets(data, ["weighting.options.alpha=1e-1", "loss.options.negative_cap=2E0"])
+    assert data["weighting"]["options"]["alpha"] == 0.1 and data["loss"]["options"]["negative_cap"] == 2.0

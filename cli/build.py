@@ -28,15 +28,20 @@ def accepted_options(factory: Any, options: dict[str, Any], optional: tuple[str,
     return {k: v for k, v in options.items() if k in params or k not in optional}
 
 
-def sampler_options(cfg: TrainConfig, *, temperature: float | None = None) -> dict[str, Any]:
-    """Options of the rollout (or, with ``temperature=0``, evaluation) sampler."""
+def sampler_options(
+    cfg: TrainConfig, *, temperature: float | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Options of the rollout (or, with ``temperature=0``, evaluation) sampler.
+
+    ``extra`` replaces ``rollout.sampler_options`` (the evaluation sampler's own options).
+    """
     rc = cfg.rollout
     return {
         "gen_length": rc.gen_length,
         "block_length": rc.block_length,
         "steps": rc.steps,
         "temperature": rc.temperature if temperature is None else temperature,
-        **rc.sampler_options,
+        **(rc.sampler_options if extra is None else extra),
     }
 
 
@@ -44,10 +49,8 @@ def eval_sampler_spec(cfg: TrainConfig) -> tuple[str, dict[str, Any]]:
     """Name and options of the (greedy) evaluation sampler: ``eval_sampler`` or the rollout sampler."""
     if cfg.eval_sampler is None and cfg.eval_sampler_options is None:
         return cfg.rollout.sampler, sampler_options(cfg, temperature=0.0)
-    rc = cfg.rollout
-    options = {"gen_length": rc.gen_length, "block_length": rc.block_length, "steps": rc.steps, "temperature": 0.0}
-    extra = cfg.eval_sampler_options if cfg.eval_sampler_options is not None else {}
-    return cfg.eval_sampler or rc.sampler, {**options, **extra}
+    name = cfg.eval_sampler or cfg.rollout.sampler
+    return name, sampler_options(cfg, temperature=0.0, extra=cfg.eval_sampler_options or {})
 
 
 def make_sampler(name: str, options: dict[str, Any], registry: Registry | None = None) -> Any:

@@ -30,12 +30,12 @@ from typing import Any
 
 import attrs
 from dmpo.tasks.base import (
-    without_held_out,
     AnswerTask,
     RewardComponent,
     TaskOptions,
     last_boxed,
     load_rows,
+    without_held_out,
 )
 from dmpo.tasks.mathverify import DEFAULT_TIMEOUT_S, answers_equivalent, shared_verifier
 

@@ -104,7 +104,6 @@ class FastDllmSampler(DecodingSampler):
         )
 
 
-
 @attrs.frozen(kw_only=True)
 class EntropyBoundedSampler(DecodingSampler):
     """Entropy-bounded parallel decoding in semi-autoregressive blocks.
@@ -157,4 +156,3 @@ class EntropyBoundedSampler(DecodingSampler):
             generator=generator,
             prefill=prefill,
         )
-

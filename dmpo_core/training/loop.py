@@ -233,7 +233,8 @@ def train(
         # Right after a reference sync the two are the same model, so log_rnd is exactly 0 and
         # the estimate is skipped unless log p_old itself is needed.
         ref_is_rollout = counters.last_sync_step == step
-        if need_logp and not (ref_is_rollout and not needs_log_p_old(comp.weighting, comp.objective)):
+        skip_logp = ref_is_rollout and not needs_log_p_old(comp.weighting, comp.objective)
+        if need_logp and not skip_logp:
             if use_exact_logp(cfg.scoring.method, samples):
                 log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
             else:
@@ -342,8 +343,9 @@ def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: 
                          keep=cfg.keep_checkpoints)
 
 
-def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor | None, scored: Any, weights: WeightOutput, loss_stats: list,
-                 grad_norms: list[float], times: dict[str, float], engine: Engine, finite: bool) -> dict[str, Any]:
+def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor | None, scored: Any,
+                 weights: WeightOutput, loss_stats: list, grad_norms: list[float], times: dict[str, float],
+                 engine: Engine, finite: bool) -> dict[str, Any]:
     r = batch.rewards[torch.isfinite(batch.rewards)]  # [valid]
     record: dict[str, Any] = {
         "step": counters.step,

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, Qwen2Config, Qwen2ForCausalLM
+from dmpo.backends.llada_model import ABSOLUTE, LLaDALlamaForCausalLM, position_embedding_type
+from transformers import LlamaConfig, PreTrainedConfig, Qwen2Config, Qwen2ForCausalLM
 
 from dmpo_core.errors import CheckpointError, InvalidArgumentError
 
@@ -83,6 +84,7 @@ LLADA_ARCHITECTURE = "LLaDAModelLM"
 LLADA_TENSOR_NAMES: tuple[tuple[str, str], ...] = (
     # (original LLaDA name, transformers Llama name); "{i}" is the block index
     ("model.transformer.wte.weight", "model.embed_tokens.weight"),
+    ("model.transformer.wpe.weight", "model.wpe.weight"),  # only with rope: false (absolute positions)
     ("model.transformer.ln_f.weight", "model.norm.weight"),
     ("model.transformer.ff_out.weight", "lm_head.weight"),
     ("model.transformer.blocks.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
@@ -136,7 +138,7 @@ _LLADA_REQUIRED_VALUES: Mapping[str, tuple[Any, ...]] = {
     "include_qkv_bias": (False,),
     "attention_layer_norm": (False,),
     "input_emb_norm": (False,),
-    "rope": (True,),
+    "rope": (True, False),  # false: learned absolute positions (transformer.wpe), see llada_model.py
     "alibi": (False,),
     "scale_logits": (False,),
     "clip_qkv": (None,),
@@ -229,6 +231,7 @@ def llada_config_to_llama(raw: Mapping[str, Any], where: str) -> LlamaConfig:
         eos_token_id=raw.get("eos_token_id"),
         use_cache=False,
         is_causal=False,
+        position_embedding_type="rope" if raw.get("rope", True) else ABSOLUTE,
     )
 
 
@@ -269,6 +272,7 @@ def llama_config_to_llada(config: LlamaConfig, template: Mapping[str, Any] | Non
         embedding_size=vocab,
         max_sequence_length=config.max_position_embeddings,
         rms_norm_eps=config.rms_norm_eps,
+        rope=position_embedding_type(config) != ABSOLUTE,
         rope_theta=float(rope.get("rope_theta", LLADA_DEFAULT_ROPE_THETA)),
         weight_tying=bool(config.tie_word_embeddings),
         attention_dropout=float(config.attention_dropout or 0.0),
@@ -366,7 +370,9 @@ class Family:
     converted_model_type: str
     """``model_type`` of the transformers layout (``llama``, ``qwen2``)."""
     model_class: type
-    """The stock transformers class that runs it (with ``is_causal=False``)."""
+    """The transformers class that runs it (with ``is_causal=False``)."""
+    converted_architecture: str
+    """The stock transformers class a converted checkpoint names in ``architectures``."""
     config_class: type
     shift_logits: bool
     """True when position i's logits predict token i+1 (Dream): the policy shifts them back."""
@@ -426,7 +432,8 @@ LLADA = Family(
     name="llada",
     original_model_types=("llada", "LLaDA"),
     converted_model_type="llama",
-    model_class=LlamaForCausalLM,
+    model_class=LLaDALlamaForCausalLM,  # stock LlamaForCausalLM unless rope: false
+    converted_architecture="LlamaForCausalLM",
     config_class=LlamaConfig,
     shift_logits=False,
     tokens=LLADA_TOKENS,
@@ -445,6 +452,7 @@ DREAM = Family(
     original_model_types=DREAM_MODEL_TYPES,
     converted_model_type="qwen2",
     model_class=Qwen2ForCausalLM,
+    converted_architecture="Qwen2ForCausalLM",
     config_class=Qwen2Config,
     shift_logits=True,
     tokens=DREAM_TOKENS,

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import torch
 from dmpo.backends.formats import FORMATS, Family
+from dmpo.backends.llada_model import ABSOLUTE, position_embedding_type
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -430,8 +431,14 @@ def export_checkpoint(
             renamed[original] = tensor
         tensors = renamed
     else:
+        if position_embedding_type(config) == ABSOLUTE:
+            raise InvalidArgumentError(
+                "format", fmt, "the model has learned absolute positions (LLaDA rope: false), which no stock "
+                "transformers class has; save with format='original'"
+            )
         raw = config.to_dict() | id_keys
-        raw.update(architectures=[family.model_class.__name__], is_causal=False, use_cache=False, dtype=dtype)
+        raw.pop("position_embedding_type", None)  # "rope": what a stock Llama does anyway
+        raw.update(architectures=[family.converted_architecture], is_causal=False, use_cache=False, dtype=dtype)
     with atomic_folder(path) as tmp:
         write_json(tmp / CONFIG_FILE, raw)
         write_shards(tmp, tensors, shards=shards, max_shard_bytes=max_shard_bytes)

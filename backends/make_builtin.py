@@ -40,6 +40,11 @@ from dmpo.backends import builtin
 NAME = "sudoku-tiny"
 ROPE_THETA = 500000.0
 GEN_LENGTH = 16
+POSITIONS = ("rope", "absolute")
+MAX_SEQUENCE_LENGTH = 4096
+ABSOLUTE_ROWS = 256
+"""Rows of the learned position table with ``--positions absolute`` (the compact Sudoku
+sequence has 33 tokens; longer inputs get a clear error)."""
 
 #: The RL recipe shipped with the model: ``dmpo train`` starts from it (FINDINGS.md's
 #: settings, with the "fixed-givens" variant: the sampler writes the given cells).
@@ -94,7 +99,8 @@ def copy_rate(policy, task, sampler, items) -> float:
 
 
 def build(output: Path, *, seed: int, blank_weight: float, target: float, max_steps: int, lr: float,
-          batch_size: int, eval_every: int, eval_size: int, rope_theta: float = ROPE_THETA) -> dict:
+          batch_size: int, eval_every: int, eval_size: int, rope_theta: float = ROPE_THETA,
+          positions: str = "rope") -> dict:
     from dmpo.backends.llada import load_llada_policy
     from dmpo.backends.tiny import write_tiny_llada
     from dmpo.tasks.sudoku import SudokuTask
@@ -103,8 +109,10 @@ def build(output: Path, *, seed: int, blank_weight: float, target: float, max_st
     gen = torch.Generator().manual_seed(seed)
     work = Path(tempfile.mkdtemp(prefix="dmpo-builtin-"))
     try:
+        absolute = positions == "absolute"
         write_tiny_llada(work / "init", d_model=128, n_layers=4, n_heads=4, mlp_hidden_size=384, seed=seed, shards=1,
-                         rope_theta=rope_theta)
+                         rope_theta=rope_theta, rope=not absolute,
+                         max_sequence_length=ABSOLUTE_ROWS if absolute else MAX_SEQUENCE_LENGTH)
         policy = load_llada_policy(str(work / "init"), reference=False)
         tok = policy.tokenizer
         plain = SudokuTask(prompt_style="compact", fixed_givens=False, seed=seed)
@@ -144,7 +152,7 @@ def build(output: Path, *, seed: int, blank_weight: float, target: float, max_st
         (staging / "dmpo_train.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
         record = {
             "name": NAME, "seed": seed, "blank_weight": blank_weight, "target": target, "lr": lr,
-            "batch_size": batch_size, "rope_theta": rope_theta, "steps": step, "seconds": round(seconds, 1), "history": history,
+            "batch_size": batch_size, "positions": positions, "rope_theta": rope_theta, "steps": step, "seconds": round(seconds, 1), "history": history,
             "command": "python -m dmpo.backends.make_builtin",
         }
         (staging / "BUILD.json").write_text(json.dumps(record, indent=2))
@@ -169,10 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--rope-theta", type=float, default=ROPE_THETA, help="RoPE base of the fresh model")
+    ap.add_argument("--positions", choices=POSITIONS, default="rope",
+                    help="rope (as every released LLaDA) or absolute (LLaDA's rope: false, learned wpe)")
     args = ap.parse_args(argv)
     record = build(args.output, seed=args.seed, blank_weight=args.blank_weight, target=args.target,
                    max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size, eval_every=args.eval_every,
-                   eval_size=args.eval_size, rope_theta=args.rope_theta)
+                   eval_size=args.eval_size, rope_theta=args.rope_theta, positions=args.positions)
     print(json.dumps({k: v for k, v in record.items() if k != "history"}))
 
 

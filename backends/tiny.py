@@ -149,6 +149,7 @@ def write_tiny_llada(
     dtype: str = "float32",
     init_std: float = 0.02,
     rope_theta: float = 500000.0,
+    rope: bool = True,
     max_sequence_length: int = 4096,
     extra_config: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -164,6 +165,8 @@ def write_tiny_llada(
         fmt: ``original`` (LLaDA layout) or ``converted`` (Llama layout).
         dtype: ``float32`` or ``bfloat16`` weights.
         init_std: standard deviation of the random projection and embedding weights.
+        rope: False writes LLaDA's ``rope: false`` variant: learned absolute position
+            embeddings ``transformer.wpe`` of ``max_sequence_length`` rows instead of RoPE.
         extra_config: keys merged into the original config.json (to test odd configs).
     """
     _check_fmt(fmt)
@@ -180,6 +183,7 @@ def write_tiny_llada(
         "mlp_ratio": 4,
         "vocab_size": vocab_size or len(SPECIAL_TOKENS + CHARACTERS),
         "embedding_size": vocab_size or len(SPECIAL_TOKENS + CHARACTERS),
+        "rope": rope,
         "rope_theta": rope_theta,
         "rms_norm_eps": 1e-5,
         "max_sequence_length": max_sequence_length,

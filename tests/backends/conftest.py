@@ -26,6 +26,13 @@ def tiny_llada(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def llada_absolute(tmp_path_factory) -> Path:
+    """A random LLaDA checkpoint with ``rope: false``: learned absolute positions (``wpe``, 32 rows)."""
+    return write_tiny_llada(tmp_path_factory.mktemp("ckpt") / "llada-abs", seed=3, rope=False, max_sequence_length=32,
+                            init_std=0.2)
+
+
+@pytest.fixture(scope="session")
 def tiny_llada_converted(tmp_path_factory) -> Path:
     """The same weights as ``tiny_llada`` (same seed) in the Llama layout."""
     return write_tiny_llada(tmp_path_factory.mktemp("ckpt") / "llada-llama", seed=0, fmt="converted")

@@ -229,10 +229,29 @@ def test_converted_save_loads_in_stock_transformers(tiny_llada, tmp_path):
     policy.save(str(tmp_path / "llama"), format="converted")
     stock = AutoModelForCausalLM.from_pretrained(str(tmp_path / "llama"))
     assert type(stock).__name__ == "LlamaForCausalLM" and stock.config.is_causal is False
+    assert "position_embedding_type" not in json.loads((tmp_path / "llama" / "config.json").read_text())
     ids, mask = _batch()
     with torch.no_grad():
         assert (stock(input_ids=ids).logits - _logits(policy, ids, mask)).abs().max() < 1e-5
     assert AutoTokenizer.from_pretrained(str(tmp_path / "llama")).mask_token == "<|mdm_mask|>"
+
+
+def test_absolute_positions_save_and_reload_in_the_original_layout_only(llada_absolute, tmp_path):
+    policy = load_llada_policy(str(llada_absolute))
+    policy.save(str(tmp_path / "out"))
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["rope"] is False and config["max_sequence_length"] == 32
+    assert "model.transformer.wpe.weight" in _stored_names(tmp_path / "out")
+    ids, mask = _batch()
+    with torch.no_grad():
+        before = _logits(policy, ids, mask)
+        assert (_logits(load_llada_policy(str(tmp_path / "out")), ids, mask) - before).abs().max() < 1e-6
+    with pytest.raises(InvalidArgumentError, match="format='original'"):
+        policy.save(str(tmp_path / "llama"), format="converted")
+    assert not (tmp_path / "llama").exists()
+    too_long = torch.full((1, 33), 7)
+    with pytest.raises(InvalidArgumentError, match="absolute position embeddings for 32"):
+        policy.logits(too_long, torch.ones_like(too_long))
 
 
 def test_save_replaces_a_folder_atomically_and_leaves_no_temp_folders(tiny_llada, tmp_path, monkeypatch):

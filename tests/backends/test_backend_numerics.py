@@ -45,14 +45,16 @@ def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
     return x * emb.cos() + _rotate_half(x) * emb.sin()
 
 
-def _attention(q, k, v, n_heads: int, n_kv: int, theta: float) -> torch.Tensor:
-    """Bidirectional attention; ``q [N, S, H*Dh]``, ``k, v [N, S, Hkv*Dh]`` -> ``[N, S, H*Dh]``."""
+def _attention(q, k, v, n_heads: int, n_kv: int, theta: float | None) -> torch.Tensor:
+    """Bidirectional attention; ``q [N, S, H*Dh]``, ``k, v [N, S, Hkv*Dh]`` -> ``[N, S, H*Dh]``.
+    ``theta`` None: no rotation (absolute positions were added to the input instead)."""
     n, s, _ = q.shape
     dh = q.shape[-1] // n_heads
     q = q.view(n, s, n_heads, dh).transpose(1, 2)  # [N, H, S, Dh]
     k = k.view(n, s, n_kv, dh).transpose(1, 2)  # [N, Hkv, S, Dh]
     v = v.view(n, s, n_kv, dh).transpose(1, 2)  # [N, Hkv, S, Dh]
-    q, k = _rope(q, theta), _rope(k, theta)
+    if theta is not None:
+        q, k = _rope(q, theta), _rope(k, theta)
     k = k.repeat_interleave(n_heads // n_kv, dim=1)  # [N, H, S, Dh]
     v = v.repeat_interleave(n_heads // n_kv, dim=1)  # [N, H, S, Dh]
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)  # [N, H, S, S], no causal mask
@@ -64,8 +66,10 @@ def llada_reference_logits(folder: Path, ids: torch.Tensor) -> torch.Tensor:
     ``out = h + ff_out(silu(ff_proj(y)) * up_proj(y))`` with ``y = ff_norm(h)``."""
     cfg = json.loads((folder / "config.json").read_text())
     w = _tensors(folder)
-    eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
+    eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"] if cfg.get("rope", True) else None
     x = w["model.transformer.wte.weight"][ids]  # [N, S, d]
+    if theta is None:  # rope: false: LLaDA adds wpe at positions 0..S-1 to the token embeddings
+        x = x + w["model.transformer.wpe.weight"][: ids.shape[1]]
     for i in range(cfg["n_layers"]):
         b = f"model.transformer.blocks.{i}."
         a = _rms_norm(x, w[b + "attn_norm.weight"], eps)
@@ -112,7 +116,7 @@ def _ids(n: int = 2, s: int = 10, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 103, (n, s), generator=torch.Generator().manual_seed(seed))  # [N, S]
 
 
-@pytest.mark.parametrize("fixture", ["tiny_llada", "llada_gqa"])
+@pytest.mark.parametrize("fixture", ["tiny_llada", "llada_gqa", "llada_absolute"])
 def test_llada_matches_plain_torch_forward_of_the_original_layout(fixture, request):
     folder = request.getfixturevalue(fixture)
     ids = _ids()
@@ -145,6 +149,30 @@ def test_llada_left_padded_row_matches_plain_torch_forward_alone(llada_gqa):
     ids = _ids(1, 8)
     expected = llada_reference_logits(llada_gqa, ids)  # [1, 8, V]
     policy = load_llada_policy(str(llada_gqa))
+    padded = torch.cat([torch.full((1, 4), policy.pad_id), ids], dim=1)  # [1, 12]
+    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 8, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        got = policy.logits(padded, mask)[:, 4:]  # [1, 8, V]
+    assert (got - expected).abs().max() < 1e-4
+
+
+def test_llada_absolute_positions_are_used(llada_absolute):
+    # Without RoPE, only wpe tells positions apart: the plain-torch forward without it (and
+    # the policy's logits) must differ, or the comparison above would not test wpe at all.
+    ids = _ids()
+    cfg = json.loads((llada_absolute / "config.json").read_text())
+    assert cfg["rope"] is False
+    with torch.no_grad():
+        got = load_llada_policy(str(llada_absolute)).logits(ids, torch.ones_like(ids))  # [N, S, V]
+    flipped = load_llada_policy(str(llada_absolute)).logits(ids.flip(1), torch.ones_like(ids)).detach().flip(1)
+    assert (got - flipped).abs().max() > 1e-2  # a permutation-equivariant model would give equal logits
+
+
+def test_llada_absolute_left_padded_row_matches_plain_torch_forward_alone(llada_absolute):
+    # Position ids count real tokens, so a left-padded row sees positions 0..7 like the row alone.
+    ids = _ids(1, 8)
+    expected = llada_reference_logits(llada_absolute, ids)  # [1, 8, V]
+    policy = load_llada_policy(str(llada_absolute))
     padded = torch.cat([torch.full((1, 4), policy.pad_id), ids], dim=1)  # [1, 12]
     mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 8, dtype=torch.long)], dim=1)
     with torch.no_grad():

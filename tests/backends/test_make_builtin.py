@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from dmpo.backends import make_builtin
 
 
-def test_build_writes_a_loadable_original_layout_model_with_its_recipe(tmp_path):
+@pytest.mark.parametrize("positions", ["rope", "absolute"])
+def test_build_writes_a_loadable_original_layout_model_with_its_recipe(tmp_path, positions):
     out = tmp_path / "model"
     record = make_builtin.build(out, seed=0, blank_weight=0.02, target=2.0, max_steps=2, lr=1e-3, batch_size=4,
-                                eval_every=1, eval_size=8, rope_theta=100.0)
+                                eval_every=1, eval_size=8, rope_theta=100.0, positions=positions)
     assert record["steps"] == 2 and len(record["history"]) == 2  # target 2.0 is never reached
     config = json.loads((out / "config.json").read_text())
     assert config["rope_theta"] == 100.0 and config["d_model"] == 128  # original LLaDA keys
-    assert json.loads((out / "BUILD.json").read_text())["rope_theta"] == 100.0
+    assert config["rope"] is (positions == "rope")
+    assert config["max_sequence_length"] == (256 if positions == "absolute" else 4096)
+    build = json.loads((out / "BUILD.json").read_text())
+    assert build["rope_theta"] == 100.0 and build["positions"] == positions
     assert (out / "dmpo_train.yaml").exists()
     from dmpo.backends.llada import load_llada_policy
 

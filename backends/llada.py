@@ -5,7 +5,9 @@ Reads the ORIGINAL layout (config.json with ``d_model``, ``n_layers`` ...; tenso
 config and tensors at load time (tables in :mod:`dmpo.backends.formats`) and runs the
 model as a stock ``transformers.LlamaForCausalLM`` with ``is_causal=False``: no remote
 code. Unlike the original code it honours the attention mask (left padding), see
-:mod:`dmpo.backends.hf_policy`.
+:mod:`dmpo.backends.hf_policy`. LLaDA's ``rope: false`` variant (learned absolute
+positions, which the built-in tiny model uses) runs on a small subclass, see
+:mod:`dmpo.backends.llada_model`.
 """
 
 from __future__ import annotations

@@ -145,10 +145,14 @@ def test_dream_shift_is_not_a_no_op(dream_big_init):
     assert (shifted[:, 1:-1] - unshifted[:, 1:-1]).abs().max() > 1e-1
 
 
-def test_llada_left_padded_row_matches_plain_torch_forward_alone(llada_gqa):
+@pytest.mark.parametrize("fixture", ["llada_gqa", "llada_absolute"])
+def test_llada_left_padded_row_matches_plain_torch_forward_alone(fixture, request):
+    # Position ids count real tokens, so a left-padded row sees positions 0..7 like the row
+    # alone (with absolute positions too, where an offset would change every logit).
+    folder = request.getfixturevalue(fixture)
     ids = _ids(1, 8)
-    expected = llada_reference_logits(llada_gqa, ids)  # [1, 8, V]
-    policy = load_llada_policy(str(llada_gqa))
+    expected = llada_reference_logits(folder, ids)  # [1, 8, V]
+    policy = load_llada_policy(str(folder))
     padded = torch.cat([torch.full((1, 4), policy.pad_id), ids], dim=1)  # [1, 12]
     mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 8, dtype=torch.long)], dim=1)
     with torch.no_grad():
@@ -157,24 +161,13 @@ def test_llada_left_padded_row_matches_plain_torch_forward_alone(llada_gqa):
 
 
 def test_llada_absolute_positions_are_used(llada_absolute):
-    # Without RoPE, only wpe tells positions apart: the plain-torch forward without it (and
-    # the policy's logits) must differ, or the comparison above would not test wpe at all.
+    # Without RoPE, only wpe tells positions apart: reversing the input must change the
+    # logits, or the comparison with the plain-torch forward would not test wpe at all.
     ids = _ids()
     cfg = json.loads((llada_absolute / "config.json").read_text())
     assert cfg["rope"] is False
-    with torch.no_grad():
-        got = load_llada_policy(str(llada_absolute)).logits(ids, torch.ones_like(ids))  # [N, S, V]
-    flipped = load_llada_policy(str(llada_absolute)).logits(ids.flip(1), torch.ones_like(ids)).detach().flip(1)
-    assert (got - flipped).abs().max() > 1e-2  # a permutation-equivariant model would give equal logits
-
-
-def test_llada_absolute_left_padded_row_matches_plain_torch_forward_alone(llada_absolute):
-    # Position ids count real tokens, so a left-padded row sees positions 0..7 like the row alone.
-    ids = _ids(1, 8)
-    expected = llada_reference_logits(llada_absolute, ids)  # [1, 8, V]
     policy = load_llada_policy(str(llada_absolute))
-    padded = torch.cat([torch.full((1, 4), policy.pad_id), ids], dim=1)  # [1, 12]
-    mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 8, dtype=torch.long)], dim=1)
     with torch.no_grad():
-        got = policy.logits(padded, mask)[:, 4:]  # [1, 8, V]
-    assert (got - expected).abs().max() < 1e-4
+        got = policy.logits(ids, torch.ones_like(ids))  # [N, S, V]
+        flipped = policy.logits(ids.flip(1), torch.ones_like(ids)).flip(1)  # [N, S, V]
+    assert (got - flipped).abs().max() > 1e-2  # a permutation-equivariant model would give equal logits

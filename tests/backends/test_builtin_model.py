@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from dmpo.backends import builtin, make_builtin
 from dmpo.backends.llada import load_llada_policy
 from dmpo.tasks.sudoku import SudokuTask
@@ -23,7 +22,6 @@ FOLDER = builtin.ROOT / make_builtin.NAME
 
 @pytest.fixture(scope="module")
 def shipped():
-    torch.manual_seed(0)
     return load_llada_policy(str(FOLDER), reference=False)
 
 

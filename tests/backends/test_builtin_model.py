@@ -30,7 +30,7 @@ def test_shipped_base_is_weak_copies_the_givens_and_matches_its_build_record(shi
     plain = SudokuTask(prompt_style="compact", fixed_givens=False, seed=0)
     fixed = SudokuTask(prompt_style="compact", fixed_givens=True, seed=0)
     items = list(plain.test_items())[:256]
-    greedy = LowConfidenceSampler(gen_length=16, block_length=16, steps=8, temperature=0.0)
+    greedy = LowConfidenceSampler(gen_length=16, block_length=16, steps=make_builtin.EVAL_STEPS, temperature=0.0)
     metrics, _ = evaluate(shipped, fixed, greedy, items, batch_size=256, gen_length=16)
     assert 0.10 <= metrics["accuracy"] <= 0.50  # the window for the base
     assert abs(metrics["accuracy"] - record["history"][-1]["accuracy"]) < 0.01  # README/BUILD.json figure
@@ -43,3 +43,15 @@ def test_shipped_base_is_an_original_layout_llada_checkpoint():
     index = json.loads((FOLDER / "model.safetensors.index.json").read_text())
     assert all(name.startswith("model.transformer.") for name in index["weight_map"])
     assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 20 * 1024**2  # "at most ~20 MB"
+
+
+def test_shipped_recipe_is_make_builtins_and_evaluates_as_the_base_was_measured():
+    from dmpo.cli import build
+
+    from dmpo_core.training import TrainConfig
+
+    shipped_recipe = builtin.recommended_config(f"builtin:{make_builtin.NAME}")
+    assert shipped_recipe == make_builtin.RECIPE  # the yaml is the one the documented command writes
+    name, options = build.eval_sampler_spec(TrainConfig.from_dict(shipped_recipe))
+    # the demo's step-0 figure is the base's BUILD.json figure only if evaluation decodes like the build did
+    assert (name, options["steps"], options["temperature"]) == ("low-confidence", make_builtin.EVAL_STEPS, 0.0)

@@ -39,13 +39,13 @@ from dmpo_core.samplers import LowConfidenceSampler
 from dmpo_core.training.evaluate import evaluate
 from dmpo_core.training.rollout import encode_prompts
 from dmpo.backends import builtin
+from dmpo.backends.llada_model import ABSOLUTE, POSITION_EMBEDDING_TYPES
 
 NAME = "sudoku-tiny"
 ROPE_THETA = 500000.0
 GEN_LENGTH = 16
 EVAL_STEPS = 8
 """Greedy decoding steps of every held-out figure of the base (and of the demo's evaluations)."""
-POSITIONS = ("rope", "absolute")
 MAX_SEQUENCE_LENGTH = 4096
 ABSOLUTE_ROWS = 256
 """Rows of the learned position table with ``--positions absolute`` (the compact Sudoku
@@ -112,7 +112,7 @@ def copy_rate(policy, task, sampler, items) -> float:
 
 def build(output: Path, *, seed: int, blank_weight: float, target: float, max_steps: int, lr: float,
           batch_size: int, eval_every: int, eval_size: int, rope_theta: float = ROPE_THETA,
-          positions: str = "absolute") -> dict:
+          positions: str = ABSOLUTE) -> dict:
     from dmpo.backends.llada import load_llada_policy
     from dmpo.backends.tiny import write_tiny_llada
     from dmpo.tasks.sudoku import SudokuTask
@@ -121,7 +121,7 @@ def build(output: Path, *, seed: int, blank_weight: float, target: float, max_st
     gen = torch.Generator().manual_seed(seed)
     work = Path(tempfile.mkdtemp(prefix="dmpo-builtin-"))
     try:
-        absolute = positions == "absolute"
+        absolute = positions == ABSOLUTE
         write_tiny_llada(work / "init", d_model=128, n_layers=4, n_heads=4, mlp_hidden_size=384, seed=seed, shards=1,
                          rope_theta=rope_theta, rope=not absolute,
                          max_sequence_length=ABSOLUTE_ROWS if absolute else MAX_SEQUENCE_LENGTH)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=10, help="steps between the stopping checks")
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--rope-theta", type=float, default=ROPE_THETA, help="RoPE base of the fresh model")
-    ap.add_argument("--positions", choices=POSITIONS, default="absolute",
+    ap.add_argument("--positions", choices=POSITION_EMBEDDING_TYPES, default=ABSOLUTE,
                     help="rope (as every released LLaDA) or absolute (LLaDA's rope: false, learned wpe)")
     args = ap.parse_args(argv)
     record = build(args.output, seed=args.seed, blank_weight=args.blank_weight, target=args.target,

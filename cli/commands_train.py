@@ -82,9 +82,12 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
             evals.append(record)
             bar.note_eval(record)
 
-        run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=on_eval)
-    summary = summarize(out)
-    click.echo(summary)
+        last = run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=on_eval)
+    click.echo(summarize(out))
+    if last.get("stopped") == "max_minutes":
+        click.echo(f"stopped at step {last['step']} of {cfg.total_steps}: the max_minutes={cfg.max_minutes:g} time "
+                   f"budget ran out (this machine is slower than the recipe assumed); run the same command with "
+                   f"--resume to finish, or --set max_minutes=null to train without a budget")
 
 
 def summarize(run_dir: Path) -> str:

@@ -157,6 +157,11 @@ class TrainConfig:
     """Most recent checkpoints kept on disk."""
     max_bad_steps: int = attrs.field(default=5, validator=positive())
     """Stop after this many non-finite losses in a row."""
+    max_minutes: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive()))
+    """Wall-clock budget of one invocation, in minutes (None = none). When the next step plus a
+    final evaluation would not fit, the run stops early, evaluates, checkpoints and says so;
+    ``--resume`` continues it toward ``total_steps``. The steps it does take are the same as
+    without a budget, so only where it stops depends on the machine's speed."""
     rollout: RolloutConfig = attrs.field(factory=RolloutConfig)
     scoring: ScoringConfig = attrs.field(factory=ScoringConfig)
     weighting: WeightingConfig = attrs.field(factory=WeightingConfig)

@@ -23,6 +23,7 @@ from dmpo_core.contracts import Engine, Objective, Policy, Sampler, Task, Weight
 from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import TrainingError
 from dmpo_core.training import checkpoint as ckpt
+from dmpo_core.training.budget import TimeBudget
 from dmpo_core.training.config import TrainConfig
 from dmpo_core.training.evaluate import evaluate
 from dmpo_core.training.rollout import (
@@ -164,9 +165,12 @@ def train(
 
     ``on_step``/``on_eval`` receive each metrics record (the CLI drives its progress bar
     with them). Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
-    losses in a row (the last checkpoint stays intact).
+    losses in a row (the last checkpoint stays intact). When ``cfg.max_minutes`` runs out
+    first, the run evaluates and checkpoints at the step it reached, writes a record
+    ``{"stopped": "max_minutes"}`` and returns the last step's metrics with ``stopped`` set.
     """
     # ---- setup -------------------------------------------------------------------------------
+    budget = TimeBudget(cfg.max_minutes)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     policy, task, engine = comp.policy, comp.task, comp.engine
@@ -194,7 +198,7 @@ def train(
         counters = Counters(**state["counters"])
         log.truncate_after(counters.step)
     elif cfg.eval_size:
-        _run_eval(cfg, comp, test_set, 0, log, on_eval)
+        budget.note_eval(_run_eval(cfg, comp, test_set, 0, log, on_eval))
     need_logp = needs_log_likelihoods(comp.weighting, comp.objective)
 
     # ---- loop ----------------------------------------------------------------------------------
@@ -307,16 +311,26 @@ def train(
         if on_step:
             on_step(last)
 
-        # evaluate and checkpoint
-        is_last = counters.step == cfg.total_steps
+        # evaluate and checkpoint (a spent time budget makes this step the last)
+        budget.note_step(times["total"])
+        out_of_time = counters.step < cfg.total_steps and budget.exhausted()
+        is_last = counters.step == cfg.total_steps or out_of_time
         if cfg.eval_size and ((cfg.eval_every and counters.step % cfg.eval_every == 0) or is_last):
-            _run_eval(cfg, comp, test_set, counters.step, log, on_eval)
+            budget.note_eval(_run_eval(cfg, comp, test_set, counters.step, log, on_eval))
         if (cfg.save_every and counters.step % cfg.save_every == 0) or is_last:
+            t0 = time.perf_counter()
             _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch)
+            budget.note_save(time.perf_counter() - t0)
+        if out_of_time:
+            log.write({"step": counters.step, "stopped": "max_minutes", "total_steps": cfg.total_steps,
+                       "max_minutes": cfg.max_minutes})
+            return {**last, "stopped": "max_minutes"}
     return last
 
 
-def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: MetricsLog, cb: StepCallback | None) -> None:
+def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: MetricsLog,
+              cb: StepCallback | None) -> float:
+    """Evaluate on the held-out ``items``, log the record; return the seconds it took."""
     metrics, _records = evaluate(
         comp.policy, comp.task, comp.eval_sampler, items, batch_size=cfg.eval_batch_size,
         gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(cfg.seed + 7919),
@@ -325,6 +339,7 @@ def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: M
     log.write(record)
     if cb:
         cb(record)
+    return float(metrics["seconds"])
 
 
 def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: torch.Generator,

@@ -95,11 +95,11 @@ def test_invalid_config_reports_all_problems_before_loading_the_model(tmp_path):
     result = CliRunner().invoke(CLI, [
         "train", "--model", str(tmp_path / "no-such-model"), "--output-dir", str(tmp_path / "r"),
         "--set", "rollout.group_size=1", "--set", "rollout.gen_length=10", "--set", "optim.lr=-1",
-        "--set", "loss.options.replicates=3", "--set", "bogus.key=1",
+        "--set", "loss.options.replicates=3", "--set", "bogus.key=1", "--set", "max_minutes=0",
     ])
     assert result.exit_code == 2
     text = result.output
-    for needle in ("rollout.group_size=1", "optim.lr=-1", "bogus: unknown key"):
+    for needle in ("rollout.group_size=1", "optim.lr=-1", "bogus: unknown key", "max_minutes=0"):
         assert needle in text, text
     assert "no-such-model" not in text  # the model was never touched
     result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), "--set", "loss.options.replicates=3"])
@@ -159,3 +159,12 @@ def test_numbers_without_a_dot_are_numbers_in_config_files_and_sets(tmp_path):
     assert data["rollout"]["sampler"] == "fast-dllm"
     data = configfile.apply_sets(data, ["weighting.options.alpha=1e-1", "loss.options.negative_cap=2E0"])
     assert data["weighting"]["options"]["alpha"] == 0.1 and data["loss"]["options"]["negative_cap"] == 2.0
+
+
+def test_a_spent_time_budget_says_where_it_stopped_and_how_to_finish(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--output-dir", str(out), "--quiet", *SHORT, "--set", "max_minutes=1e-9")
+    assert result.exit_code == 0, result.output
+    assert "trained" in result.output and "(step 1)" in result.output  # evaluated where it stopped
+    assert "stopped at step 1 of 2: the max_minutes=1e-09 time budget ran out" in result.output
+    assert ckpt.latest_checkpoint(out).name == "step-000001"

@@ -49,11 +49,20 @@ VARIANTS = {
 TIMES = ("rollout", "reward", "logp", "weights", "loss_fwd_bwd", "optimizer", "other")
 
 
-def run_one(variant: str, seed: int, steps: int, out: Path) -> dict:
+def variant_config(variant: str, seed: int, steps: int) -> TrainConfig:
+    """The shipped recipe with a variant's overrides, for exactly ``steps`` rollout batches.
+
+    The recipe's time budget is removed, so every variant and seed trains on the same
+    number of rollouts whatever the machine's speed.
+    """
     data = configfile.merge(builtin.recommended_config("builtin:sudoku-tiny"), VARIANTS[variant])
     data = configfile.merge(data, {"seed": seed, "total_steps": steps, "eval_every": max(steps // 5, 1),
-                                   "save_every": 0})
-    cfg = TrainConfig.from_dict(data)
+                                   "save_every": 0, "max_minutes": None})
+    return TrainConfig.from_dict(data)
+
+
+def run_one(variant: str, seed: int, steps: int, out: Path) -> dict:
+    cfg = variant_config(variant, seed, steps)
     run_dir = out / f"{variant}-s{seed}"
     if run_dir.exists():
         import shutil

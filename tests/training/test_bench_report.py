@@ -27,3 +27,15 @@ def test_report_merges_seeds_from_several_files(tmp_path):
     assert row.split()[1] == "2"  # two runs merged
     assert "45.0 ±  7.1" in row and "15.0 ±  7.1" in row  # mean and sample stdev of final and change
     assert "seeds [0, 1]" in out
+
+
+def test_every_variant_trains_exactly_the_given_steps_without_the_recipes_time_budget():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for variant in bench.VARIANTS:
+        cfg = bench.variant_config(variant, seed=3, steps=120)
+        assert (cfg.total_steps, cfg.seed, cfg.max_minutes, cfg.save_every) == (120, 3, None, 0)
+    assert bench.variant_config("negative-g4", 0, 120).rollout.group_size == 4

@@ -30,8 +30,13 @@ def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
     return TrainConfig.from_dict(data, source="training config")
 
 
+#: Keys that belong to one invocation, not to the run: ``--resume`` may change them.
+PER_INVOCATION_KEYS = frozenset({"max_minutes"})
+
+
 def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder."""
+    """Refuse to mix two runs in one folder (a resumed run must have the same config, but for
+    :data:`PER_INVOCATION_KEYS`)."""
     existing = ckpt.read_config(out)
     holds_run = existing is not None or (out / "metrics.jsonl").exists()
     if not holds_run:
@@ -42,8 +47,10 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
     if not resume:
         raise ConfigError([f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"],
                           source="--output-dir")
-    if existing is not None and existing != cfg.to_dict():
-        changed = sorted(k for k in set(existing) | set(cfg.to_dict()) if existing.get(k) != cfg.to_dict().get(k))
+    wanted = cfg.to_dict()
+    changed = sorted(k for k in set(existing or {}) | set(wanted)
+                     if k not in PER_INVOCATION_KEYS and (existing or {}).get(k) != wanted.get(k))
+    if existing is not None and changed:
         raise ConfigError([f"{out} holds a run with a different config (differs in: {', '.join(changed)}); "
                            f"use the same options to --resume, or --overwrite"], source="--output-dir")
 
@@ -87,7 +94,7 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     if last.get("stopped") == "max_minutes":
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps}: the max_minutes={cfg.max_minutes:g} time "
                    f"budget ran out (this machine is slower than the recipe assumed); run the same command with "
-                   f"--resume to finish, or --set max_minutes=null to train without a budget")
+                   f"--resume to finish (--set max_minutes=null lifts the budget)")
 
 
 def summarize(run_dir: Path) -> str:

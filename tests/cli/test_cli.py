@@ -168,3 +168,8 @@ def test_a_spent_time_budget_says_where_it_stopped_and_how_to_finish(tmp_path):
     assert "trained" in result.output and "(step 1)" in result.output  # evaluated where it stopped
     assert "stopped at step 1 of 2: the max_minutes=1e-09 time budget ran out" in result.output
     assert ckpt.latest_checkpoint(out).name == "step-000001"
+    # the budget belongs to one invocation: --resume may lift it, and finishes the run
+    resumed = run("train", "--output-dir", str(out), "--quiet", "--resume", *SHORT, "--set", "max_minutes=null")
+    assert resumed.exit_code == 0, resumed.output
+    assert "(step 2)" in resumed.output and "stopped" not in resumed.output
+    assert ckpt.latest_checkpoint(out).name == "step-000002"

@@ -106,11 +106,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
-    """Read ``trainer.pt`` of a checkpoint."""
+    """Read ``trainer.pt`` of a checkpoint, executing nothing from it.
+
+    A run folder is data, and a planted or tampered file must not run code on ``--resume``:
+    ``weights_only=True`` restricts unpickling to tensors and plain containers (dict, list,
+    tuple, str, numbers), which is all the trainer state holds. A file that needs anything
+    else is refused with a one-line error, whatever it would have done.
+    """
+    file = Path(path) / "trainer.pt"
     try:
-        return torch.load(Path(path) / "trainer.pt", map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(str(Path(path) / "trainer.pt"), f"cannot be read: {err}") from err
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler raises many error types
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(str(file), f"cannot be read safely ({reason}); "
+                              "only tensors and plain containers are accepted") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(str(file), f"holds a {type(state).__name__}, not the trainer state mapping")
+    return state
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

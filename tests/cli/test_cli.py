@@ -173,3 +173,20 @@ def test_a_spent_time_budget_says_where_it_stopped_and_how_to_finish(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert "(step 2)" in resumed.output and "stopped" not in resumed.output
     assert ckpt.latest_checkpoint(out).name == "step-000002"
+
+
+def test_resume_refuses_a_planted_trainer_state_in_one_line(tmp_path):
+    import builtins
+
+    class Payload:
+        def __reduce__(self):
+            return (builtins.exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('x')",))
+
+    out = tmp_path / "run"
+    first = run("train", "--output-dir", str(out), "--quiet", *SHORT)
+    assert first.exit_code == 0, first.output
+    torch.save({"step": 1, "payload": Payload()}, ckpt.latest_checkpoint(out) / "trainer.pt")
+    again = CliRunner().invoke(CLI, ["train", "--output-dir", str(out), "--quiet", "--resume", *SHORT])
+    assert again.exit_code != 0
+    assert "cannot be read safely" in again.output and "Traceback" not in again.output
+    assert not (tmp_path / "pwned").exists()

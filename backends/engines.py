@@ -69,6 +69,21 @@ class LocalEngine:
         """Learning rate of the next step."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    @property
+    def rank(self) -> int:
+        """Always 0: one process."""
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        """Always 1: one process."""
+        return 1
+
+    @property
+    def is_main(self) -> bool:
+        """Always True: the one process writes everything."""
+        return True
+
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 

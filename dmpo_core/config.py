@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from dmpo_core.errors import ConfigError
+from dmpo_core.errors import ConfigError, InvalidArgumentError
 
 T = TypeVar("T")
 
@@ -120,21 +120,35 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def build_config(cls: type[T], data: Mapping[str, Any] | None, *, source: str = "config") -> T:
+def build_config(cls: type[T], data: Mapping[str, Any] | None, *, source: str = "config", prefix: str = "") -> T:
     """Build ``cls`` (a frozen attrs class, possibly nested) from ``data``.
+
+    ``prefix`` (e.g. ``"weighting.options."``) is put before every field name in the
+    messages, so a component's options are reported with their full dotted path.
 
     Raises:
         ConfigError: listing every problem found, each as ``dotted.key=value: fix``.
     """
     problems: list[str] = []
-    result = _build(cls, dict(data or {}), "", problems)
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError([f"{prefix.rstrip('.') or 'config'}={data!r}: must be a mapping of option names to values"],
+                          source=source)
+    result = _build(cls, dict(data or {}), prefix, problems)
     if problems or result is None:
         raise ConfigError(problems, source=source)
     return result
 
 
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of an attrs class (``Any`` for names only a type checker sees)."""
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation behind TYPE_CHECKING: check that field loosely
+        return {}
+
+
 def _build(cls: type[T], data: dict[str, Any], prefix: str, problems: list[str]) -> T | None:
-    hints = typing.get_type_hints(cls)
+    hints = field_types(cls)
     fields = {f.name: f for f in attrs.fields(cls)}
     for key in data:
         if key not in fields:
@@ -174,6 +188,8 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, problems: list[str])
         return cls(**kwargs)
     except ConfigError as err:
         problems.extend(f"{prefix}{p}" if prefix else p for p in err.problems)
+    except InvalidArgumentError as err:  # "name=value: fix" of one field: put the path before it
+        problems.append(f"{prefix}{err}")
     except (ValueError, TypeError) as err:
         problems.append(f"{prefix.rstrip('.') or cls.__name__}: {err}")
     return None

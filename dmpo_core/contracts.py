@@ -13,7 +13,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from dmpo_core.data import LossStats, RolloutBatch, SampleOutput, WeightOutput
+from dmpo_core.data import RolloutBatch, SampleOutput, WeightOutput
+
+# ---- what a step must compute for a component (its ``needs``) ------------------------------------
+LOG_RND = "log_rnd"
+"""``log p_ref(x) - log p_old(x)`` of every completion at rollout time (DMPO's tilt). Right after
+a reference sync it is exactly 0, and the loop knows it without estimating anything."""
+LOG_P_OLD = "log_p_old"
+"""``log p_old(x)`` itself, the rollout policy's sequence log-likelihood (DDO, unbiased baseline)."""
+CURRENT_LOGP = "current_logp"
+"""The current policy's likelihood at loss time: the objective evaluates it in its own forward
+and passes it to the weighting scheme (``log_p_current``), which re-weights there."""
+NEEDS: frozenset[str] = frozenset({LOG_RND, LOG_P_OLD, CURRENT_LOGP})
+"""Every value a ``needs`` set may hold; the loop computes exactly the union of its components'."""
 
 
 @runtime_checkable
@@ -86,6 +98,12 @@ class Policy(Protocol):
 class Sampler(Protocol):
     """A rollout policy: turns prompts into completions with the current model."""
 
+    @property
+    def returns_logp(self) -> bool:
+        """True when every call returns ``token_logp`` and ``commit_step`` (the exact trajectory
+        log-likelihood that ``scoring.method=exact`` reads); known before any model loads."""
+        ...
+
     def __call__(
         self,
         logits_fn: LogitsFn,
@@ -94,11 +112,14 @@ class Sampler(Protocol):
         *,
         mask_id: int,
         generator: torch.Generator | None = None,
+        prefill: torch.Tensor | None = None,
     ) -> SampleOutput:
         """Complete ``prompt_ids [N, P]`` (left padded, ``prompt_mask [N, P]``).
 
-        Returns completions ``[N, L]``, the NFE and, for samplers that know them
-        exactly, per-token log-probs ``[N, L]``.
+        ``prefill [N, L]`` (optional) holds ``mask_id`` at the positions to decode and fixed
+        tokens elsewhere, which the sampler must keep (a task's given cells, say). Returns
+        completions ``[N, L]``, the NFE and, when ``returns_logp``, per-token log-probs ``[N, L]``
+        and the step that committed each token.
         """
         ...
 
@@ -116,11 +137,13 @@ class Reward(Protocol):
 
 @runtime_checkable
 class WeightingScheme(Protocol):
-    """Maps rewards and log-RNDs of a rollout batch to weights, baseline and advantages."""
+    """Maps rewards (and, when it needs them, likelihoods) of a rollout batch to advantages."""
 
     @property
-    def requires_current_logp(self) -> bool:
-        """True when ``__call__`` needs ``log_p_current`` (evaluated at loss time)."""
+    def needs(self) -> frozenset[str]:
+        """What the step must compute for it, from :data:`NEEDS`: :data:`LOG_RND` to tilt toward
+        the reference, :data:`LOG_P_OLD` for ``log_p_old``, :data:`CURRENT_LOGP` to be called
+        again at loss time with the current policy's likelihood. Empty: rewards only."""
         ...
 
     @property
@@ -137,13 +160,31 @@ class WeightingScheme(Protocol):
         log_p_current: torch.Tensor | None = None,
         log_p_old: torch.Tensor | None = None,
     ) -> WeightOutput:
-        """``rewards [B*G]`` (NaN = missing), ``log_rnd [B*G]`` -> weights/advantages ``[B*G]`` + stats."""
+        """``rewards [B*G]`` (NaN = missing), ``log_rnd [B*G]`` (None unless needed) -> advantages
+        ``[B*G]`` (0 on invalid rows), optionally importance weights and a baseline, and stats."""
         ...
 
 
 @runtime_checkable
 class Objective(Protocol):
-    """A loss on a rollout batch, given the policy and the batch's weights."""
+    """A loss on a rollout batch, given the policy and the batch's advantages."""
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Sequence-level values the step must compute for it, from :data:`NEEDS` (DDO needs
+        :data:`LOG_P_OLD`); what it computes itself goes through :meth:`prepare`."""
+        ...
+
+    def prepare(
+        self, policy: Policy, batch: RolloutBatch, *, num_iterations: int, generator: torch.Generator
+    ) -> Mapping[str, torch.Tensor]:
+        """Rollout-time data of the objective, computed once per rollout batch with the rollout
+        (= old) policy and the reference, before any update: e.g. per-token old and reference
+        log-probs under masks fixed for each of the ``num_iterations`` gradient steps. Every
+        tensor's first dimension is the row ``[B*G, ...]`` (micro-batches slice it). The loop
+        stores the result in ``batch.extras``. Return ``{}`` when nothing is needed, and draw
+        nothing from ``generator`` then (runs stay reproducible)."""
+        ...
 
     def __call__(
         self,
@@ -152,21 +193,47 @@ class Objective(Protocol):
         weights: WeightOutput,
         *,
         num_groups: int,
+        iteration: int = 0,
         weighting: WeightingScheme | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, LossStats]:
+    ) -> tuple[torch.Tensor, Mapping[str, float]]:
         """Scalar loss (with gradient) on ``batch`` (possibly a group-aligned slice of a
-        larger batch of ``num_groups`` groups; slice losses add up to the full loss)."""
+        larger batch of ``num_groups`` groups; slice losses add up to the full loss) and its
+        statistics as ``name -> number``. ``iteration`` counts the gradient steps taken on
+        this rollout batch (0-based), for objectives whose masks are fixed per step."""
         ...
 
 
 @runtime_checkable
 class Engine(Protocol):
-    """How parameters are updated: a single process now, DeepSpeed ZeRO-3 later."""
+    """How parameters are updated: a single process, or several ranks (DeepSpeed ZeRO-3).
+
+    The single-process engine is the ``world_size == 1`` case of the same contract.
+    """
 
     @property
     def device(self) -> torch.device:
         """Where batches must be placed."""
+        ...
+
+    @property
+    def lr(self) -> float:
+        """Learning rate the next optimizer step applies (logged with every step)."""
+        ...
+
+    @property
+    def rank(self) -> int:
+        """This process's rank, 0-based."""
+        ...
+
+    @property
+    def world_size(self) -> int:
+        """Number of ranks training together (1 for a single process)."""
+        ...
+
+    @property
+    def is_main(self) -> bool:
+        """True on the rank that writes metrics, progress and summaries."""
         ...
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -225,8 +292,24 @@ class Task(Protocol):
         """The answer parsed from a completion (None when there is none), for audit logs."""
         ...
 
+    def correctness(self, completion: str, item: Mapping[str, Any]) -> float:
+        """Correctness of the answer in [0, 1], what the ``correct`` reward component reads
+        (partial credit allowed, e.g. the fraction of Sudoku cells right)."""
+        ...
+
     def score(self, completion: str, item: Mapping[str, Any]) -> float:
         """Evaluation score of one completion in [0, 1] (the metric averages it)."""
+        ...
+
+    def completion_prefill(self, item: Mapping[str, Any], tokenizer: Any, gen_length: int,
+                           mask_id: int) -> Sequence[int] | None:
+        """Token ids ``[L]`` a completion starts from, ``mask_id`` where the policy decodes
+        (e.g. the given cells of a puzzle written in place), or None to decode everything."""
+        ...
+
+    def relevant_positions(self, item: Mapping[str, Any], length: int) -> Sequence[bool] | None:
+        """Completion positions ``[L]`` the reward reads (for ``scoring.relevant_only``), or
+        None when the reward may read any position."""
         ...
 
     def metric(self, completions: Sequence[str], items: Sequence[Mapping[str, Any]]) -> dict[str, float]:

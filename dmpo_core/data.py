@@ -14,69 +14,38 @@ import attrs
 import torch
 
 
-def _frozen_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
+Stats = Mapping[str, float]
+"""Statistics a component reports (``name -> number``), written as they are into ``metrics.jsonl``."""
 
 
-@attrs.frozen(kw_only=True)
-class WeightStats:
-    """What a weighting scheme reports about one rollout batch (plain floats, for logging)."""
-
-    ess_mean: float
-    """Mean normalised effective sample size over groups with a valid reward, in [1/G, 1]."""
-    ess_min: float
-    """Smallest group ESS (0 when some group had no valid reward)."""
-    coeff: float
-    """Proximal coefficient used (fixed, or found by the adaptive search)."""
-    coeff_fallback: bool
-    """True when the adaptive search missed the ESS threshold and used a bound."""
-    n_invalid: int
-    """Rows whose reward was missing or NaN; they get zero weight and zero advantage."""
-    n_empty_groups: int
-    """Groups with no valid reward; they get zero advantages."""
-    weight_max: float
-    """Mean over groups of the largest weight in the group (1/G = uniform, 1 = one sample)."""
-    adv_pos_sum: float
-    """Mean over groups of the sum of positive advantages (how much mass moves)."""
-
-    def as_dict(self) -> dict[str, float]:
-        """Flat ``name -> float`` view for metrics files."""
-        return {k: float(v) for k, v in attrs.asdict(self).items()}
+def _stats(value: Mapping[str, Any] | None) -> dict[str, float]:
+    return {str(k): v for k, v in dict(value or {}).items()}
 
 
 @attrs.frozen(kw_only=True)
 class WeightOutput:
-    """Weights, baseline and advantages of one rollout batch.
+    """What a weighting scheme makes of one rollout batch: the advantages the objective uses.
 
-    ``advantages = weights - lam * baseline`` on valid rows and 0 on invalid rows; the
-    WDCE loss multiplies each completion's denoising cross-entropy by its advantage.
+    DMPO-family schemes also give importance ``weights`` (summing to one over the valid rows
+    of each group) and the ``baseline`` subtracted from them, ``advantages = weights - lam *
+    baseline``; a group-normalised scheme (GRPO) gives advantages only.
     """
 
-    weights: torch.Tensor  # [B*G] float32, sum to 1 over the valid rows of each group
-    baseline: torch.Tensor  # [B*G] float32
-    advantages: torch.Tensor  # [B*G] float32
-    valid: torch.Tensor  # [B*G] bool
-    stats: WeightStats
+    advantages: torch.Tensor  # [B*G] float32, 0 on invalid rows
+    valid: torch.Tensor  # [B*G] bool: rows with a finite reward
+    weights: torch.Tensor | None = None  # [B*G] float32 importance weights, when the scheme has them
+    baseline: torch.Tensor | None = None  # [B*G] float32, when the scheme subtracts one
+    stats: dict[str, float] = attrs.field(factory=dict, converter=_stats)
+    """Numbers for the metrics file, e.g. ``ess_mean``, ``n_invalid``."""
 
+    def rows(self, index: slice) -> WeightOutput:
+        """The same output for the rows ``index`` (a group-aligned micro-batch)."""
 
-@attrs.frozen(kw_only=True)
-class LossStats:
-    """What an objective reports about one loss evaluation (plain floats)."""
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
 
-    loss: float
-    """The loss value (the quantity whose gradient is taken)."""
-    dce_mean: float
-    """Mean denoising cross-entropy per completion and replicate (an SFT-style loss)."""
-    masked_fraction: float
-    """Mean fraction of eligible completion positions that were masked."""
-    extra: dict[str, float] = attrs.field(factory=dict, converter=_frozen_dict)
-    """Objective-specific numbers (for example DDO's sigmoid terms)."""
-
-    def as_dict(self) -> dict[str, float]:
-        """Flat ``name -> float`` view for metrics files."""
-        out = {"loss": self.loss, "dce_mean": self.dce_mean, "masked_fraction": self.masked_fraction}
-        out.update(self.extra)
-        return out
+        return attrs.evolve(self, advantages=self.advantages[index], valid=self.valid[index],
+                            weights=cut(self.weights), baseline=cut(self.baseline))
 
 
 @attrs.frozen(kw_only=True)
@@ -111,9 +80,13 @@ class RolloutBatch:
     """Model forwards the sampler used to produce this batch."""
     items: tuple[Mapping[str, Any], ...] = ()
     """Task fields of each row (length B*G), for rewards and logging."""
+    extras: dict[str, torch.Tensor] = attrs.field(factory=dict, converter=dict)
+    """What the objective's ``prepare`` computed at rollout time, each ``[B*G, ...]`` (rows first),
+    e.g. per-token old and reference log-probs under fixed masks."""
 
     def __attrs_post_init__(self) -> None:
         from dmpo_core.checks import check_group_size, check_same_shape
+        from dmpo_core.errors import ShapeError
 
         n, p = self.prompt_ids.shape
         l_ = self.completion_ids.shape[1]
@@ -122,6 +95,23 @@ class RolloutBatch:
         check_same_shape("eligible", self.eligible, (n, l_), "[B*G, L]")
         check_same_shape("rewards", self.rewards, (n,), "[B*G]")
         check_group_size(self.group_size, n)
+        for name, value in self.extras.items():
+            if not isinstance(value, torch.Tensor) or value.dim() < 1 or value.shape[0] != n:
+                seen = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ShapeError(f"extras[{name!r}]", seen, f"pass a tensor with the {n} rows first [B*G, ...]")
+
+    def rows(self, index: slice) -> RolloutBatch:
+        """The same batch restricted to the rows ``index`` (a group-aligned micro-batch)."""
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        return attrs.evolve(
+            self, prompt_ids=self.prompt_ids[index], prompt_mask=self.prompt_mask[index],
+            completion_ids=self.completion_ids[index], eligible=self.eligible[index], rewards=self.rewards[index],
+            log_p_old=cut(self.log_p_old), log_p_ref=cut(self.log_p_ref), items=self.items[index],
+            extras={k: v[index] for k, v in self.extras.items()},
+        )
 
     @property
     def num_rows(self) -> int:

@@ -3,12 +3,21 @@
 Every hook is named ``register_<things>(register)``: dmpo passes a ``register`` callback
 and owns the collection, so names, aliases and collisions are decided in one place.
 
-``register(name, factory, *, aliases=(), help="")``:
+``register(name, factory, *, options=None, fixed=None, aliases=(), help="")``:
 
 * ``name`` (str): the name users type (``--backend llada``); lower case, ``-`` allowed.
 * ``factory``: a callable that builds the component from keyword arguments (a class or
   a function). What it builds must satisfy the matching contract of
   :mod:`dmpo_core.contracts`.
+* ``options``: a frozen ``attrs`` class of the component's options (often the component
+  class itself). Users' options are checked against it (unknown keys, types, validators,
+  all at once, with their dotted path) before any model loads, its fields are what
+  ``dmpo plugins NAME`` shows, and the property laws draw options from it. Without it
+  the factory checks its own keywords.
+* ``fixed``: options the name fixes (``register("dmpo", DmpoWeighting, options=DmpoWeighting,
+  fixed={"baseline": "negative"})``); a user who sets one gets an error, not a silent override.
+* ``resolve_model`` (backends only): ``fn(model: str) -> str`` run before anything loads,
+  turning the user's model string into what the factory loads (or raising a typed error).
 * ``aliases``: further names for the same component.
 * ``help``: one line shown by ``dmpo plugins``.
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import pluggy
 
 from dmpo_core import hookspecs
-from dmpo_core.errors import DuplicateNameError, InvalidArgumentError, UnknownNameError
+from dmpo_core.config import build_config
+from dmpo_core.errors import ConfigError, DuplicateNameError, InvalidArgumentError, UnknownNameError
 
 ENTRY_POINT_GROUP = "dmpo"
 ENV_RESTRICT = "DMPO_PLUGINS"
@@ -51,6 +52,19 @@ class Entry:
     """Name of the plugin that registered it."""
     help: str = ""
     aliases: tuple[str, ...] = ()
+    options: type | None = None
+    """Frozen attrs class of the component's options (None: the factory checks its own keywords)."""
+    fixed: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    """Options that the registered name fixes (``dmpo`` fixes ``baseline: negative``)."""
+    resolve_model: Callable[[str], str] | None = None
+    """Backends only: maps the user's model string to what the factory loads, raising a typed
+    error for one that cannot exist (e.g. an unknown ``builtin:NAME``) before anything loads."""
+
+    def option_fields(self) -> dict[str, attrs.Attribute]:
+        """The options a user may set, by name (the fixed ones excluded); {} without an options class."""
+        if self.options is None:
+            return {}
+        return {f.name: f for f in attrs.fields(self.options) if f.name not in self.fixed and f.init}
 
 
 @attrs.define
@@ -93,9 +107,48 @@ class Registry:
             raise UnknownNameError(kind, name, self.names(kind))
         return self._entries[kind][canonical]
 
-    def create(self, kind: str, name: str, **options: Any) -> Any:
-        """Build the component ``name`` of ``kind`` with ``options``."""
-        return self.get(kind, name).factory(**options)
+    def validate(self, kind: str, name: str, options: Mapping[str, Any] | None, *, path: str = "") -> dict[str, Any]:
+        """Check ``options`` of component ``name`` against its options class; return the keyword
+        arguments of its factory (the fixed options included).
+
+        Every problem is reported at once, each with its full dotted ``path`` (e.g.
+        ``weighting.options.alpha=-1: must be >= 0``), before anything is built.
+
+        Raises:
+            UnknownNameError: no such component.
+            ConfigError: unknown, mistyped or invalid options, or an option the name fixes.
+        """
+        entry = self.get(kind, name)
+        values = dict(options or {})
+        prefix = f"{path}." if path else ""
+        problems = [
+            f"{prefix}{key}={values[key]!r}: fixed to {value!r} by the name {entry.name!r}; "
+            f"choose another {kind} name instead (dmpo plugins --kind {kind})"
+            for key, value in entry.fixed.items() if key in values
+        ]
+        if problems:
+            raise ConfigError(problems, source=f"{kind} {entry.name!r} options")
+        if entry.options is None:
+            return values
+        built = build_config(entry.options, {**values, **entry.fixed}, source=f"{kind} {entry.name!r} options",
+                             prefix=prefix)
+        return {f.name: getattr(built, f.name) for f in attrs.fields(entry.options) if f.init}
+
+    def create(self, kind: str, name: str, _path: str = "", /, **options: Any) -> Any:
+        """Build the component ``name`` of ``kind`` with ``options`` (checked by :meth:`validate`).
+
+        A factory without an options class that rejects a keyword is reported as a
+        ConfigError naming ``_path``, never as a bare TypeError.
+        """
+        entry = self.get(kind, name)
+        kwargs = self.validate(kind, name, options, path=_path)
+        if entry.options is not None:
+            return entry.factory(**kwargs)
+        try:
+            return entry.factory(**kwargs)
+        except TypeError as err:  # an unknown keyword of an undeclared factory
+            where = _path or f"{kind} {entry.name!r}"
+            raise ConfigError([f"{where}: {err}"], source=f"{kind} {entry.name!r} options") from err
 
     def names(self, kind: str) -> list[str]:
         """Sorted canonical names of ``kind``."""
@@ -137,10 +190,15 @@ def _collect(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Entry]
                 continue
 
             def register(
-                comp_name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = (), help: str = "", _kind=kind
+                comp_name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = (), help: str = "",
+                options: type | None = None, fixed: Mapping[str, Any] | None = None,
+                resolve_model: Callable[[str], str] | None = None, _kind=kind,
             ) -> None:
+                if options is not None and not attrs.has(options):
+                    raise InvalidArgumentError("options", options, f"{comp_name!r}: pass an attrs class (or None)")
                 found.append(
-                    Entry(kind=_kind, name=comp_name, factory=factory, plugin=name, help=help, aliases=tuple(aliases))
+                    Entry(kind=_kind, name=comp_name, factory=factory, plugin=name, help=help, aliases=tuple(aliases),
+                          options=options, fixed=fixed or {}, resolve_model=resolve_model)
                 )
 
             kwargs = {"register": register} if "register" in impl.argnames else {}

@@ -487,6 +487,15 @@ class AnswerTask:
             return extract_compact_answer(completion, self.config.compact_stop)
         return extract_tagged_answer(completion)
 
+    def completion_prefill(self, item: Mapping[str, Any], tokenizer: Any, gen_length: int,
+                           mask_id: int) -> list[int] | None:
+        """None: an answer task's completion is decoded from all masks."""
+        return None
+
+    def relevant_positions(self, item: Mapping[str, Any], length: int) -> list[bool] | None:
+        """None: the reward may read any position of the completion."""
+        return None
+
     def correctness(self, completion: str, item: Mapping[str, Any]) -> float:
         """Training value of the ``correct`` reward component, in [0, 1]: 1.0 when correct."""
         return 1.0 if self._safe_correct(completion, item) else 0.0

@@ -42,6 +42,7 @@ from dmpo.tasks.base import (
     extract_tagged_answer,
 )
 
+from dmpo_core.contracts import Task
 from dmpo_core.errors import InvalidArgumentError
 from dmpo_core.hookspecs import hookimpl
 
@@ -141,7 +142,7 @@ class IntegerAnswerReward(_PerCompletion):
     """The task whose ``extract_answer`` reads the answer (None: the last ``<answer>`` tag)."""
 
     def score(self, completion: str, item: Mapping[str, Any]) -> float:
-        extract = getattr(self.task, "extract_answer", None) or extract_tagged_answer
+        extract = extract_tagged_answer if self.task is None else self.task.extract_answer
         return 1.0 if is_integer_answer(extract(completion)) else 0.0
 
 
@@ -153,7 +154,7 @@ class CorrectnessReward(_PerCompletion):
     """The task being scored; it must have ``correctness(completion, item) -> float``."""
 
     def __attrs_post_init__(self) -> None:
-        if not callable(getattr(self.task, "correctness", None)):
+        if not isinstance(self.task, Task):
             raise InvalidArgumentError(
                 "task", self.task, "the correct reward needs the task it scores (a task with correctness())"
             )

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from dmpo_core.checks import check_replicates, check_same_shape
 from dmpo_core.contracts import Policy, WeightingScheme
-from dmpo_core.data import LossStats, RolloutBatch, WeightOutput
+from dmpo_core.contracts import LOG_P_OLD
+from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import InvalidArgumentError
 from dmpo_core.objective.estimators import elbo_from_logp, masked_token_logp
 from dmpo_core.objective.masks import sample_masks
@@ -65,9 +66,14 @@ class DdoObjective:
         check_replicates(self.replicates, self.antithetic)
 
     @property
-    def needs_log_p_old(self) -> bool:
+    def needs(self) -> frozenset[str]:
         """DDO's log-ratio needs ``log p_old(x)`` of every completion."""
-        return True
+        return frozenset({LOG_P_OLD})
+
+    def prepare(self, policy: Policy, batch: RolloutBatch, *, num_iterations: int,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """No rollout-time data (and no random draw)."""
+        return {}
 
     def _elbo(self, policy: Policy, batch: RolloutBatch, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         masks = sample_masks(batch.eligible, self.replicates, antithetic=self.antithetic, clamp=self.clamp, generator=generator)  # [R, N, L]
@@ -81,12 +87,16 @@ class DdoObjective:
         weights: WeightOutput,
         *,
         num_groups: int,
+        iteration: int = 0,
         weighting: WeightingScheme | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, LossStats]:
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on ``batch`` (a group-aligned slice of a batch of ``num_groups`` groups)."""
-        if batch.log_p_old is None:
+        if batch.log_p_old is None:  # the loop computes it: LOG_P_OLD is in needs
             raise InvalidArgumentError("batch.log_p_old", None, "DDO needs log p_old(x); score the batch first")
+        if weights.weights is None:
+            raise InvalidArgumentError("weights.weights", None, "DDO needs importance weights; use a DMPO-family "
+                                       "weighting scheme (dmpo, dmpo-mean, dmpo-none, dmpo-unbiased)")
         elbo, masks = self._elbo(policy, batch, generator)  # [N]
         log_old = batch.log_p_old.to(elbo.device)  # [N]
         g = elbo - log_old  # [N]
@@ -95,10 +105,10 @@ class DdoObjective:
             g, g_prime, weights.weights.to(g.device), beta=self.beta, alpha_ddo=self.alpha_ddo,
             num_rows=num_groups * batch.group_size,
         )
-        stats = LossStats(
-            loss=float(loss.detach()),
-            dce_mean=float((-elbo.detach() / batch.eligible.sum(-1).clamp_min(1).to(elbo.device)).mean()),
-            masked_fraction=float(masks.float().mean()),
-            extra=extra,
-        )
+        stats = {
+            "loss": float(loss.detach()),
+            "dce_mean": float((-elbo.detach() / batch.eligible.sum(-1).clamp_min(1).to(elbo.device)).mean()),
+            "masked_fraction": float(masks.float().mean()),
+            **extra,
+        }
         return loss, stats

@@ -24,7 +24,8 @@ import attrs
 import torch
 
 from dmpo_core.checks import check_alpha, check_coeff, check_group_size, check_vector
-from dmpo_core.data import WeightOutput, WeightStats
+from dmpo_core.contracts import CURRENT_LOGP, LOG_P_OLD, LOG_RND
+from dmpo_core.data import WeightOutput
 from dmpo_core.errors import ConfigError, InvalidArgumentError
 from dmpo_core.objective.weights import adaptive_coeff, group_ess, group_softmax, tilted_logits
 
@@ -83,9 +84,13 @@ class DmpoWeighting:
             raise ConfigError(problems, source="weighting scheme")
 
     @property
-    def requires_current_logp(self) -> bool:
-        """True when the baseline needs ``ELBO_theta(x)`` of the current policy at loss time."""
-        return self.baseline == "unbiased"
+    def needs(self) -> frozenset[str]:
+        """The log-RND when ``alpha > 0``; ``log p_old`` and the current policy's ELBO at loss
+        time for the unbiased baseline; nothing for ``alpha = 0`` with another baseline."""
+        out = {LOG_RND} if self.alpha > 0 else set()
+        if self.baseline == "unbiased":
+            out |= {LOG_P_OLD, CURRENT_LOGP}
+        return frozenset(out)
 
     @property
     def zero_sum(self) -> bool:
@@ -178,7 +183,17 @@ def _is_real(value: object) -> bool:
 
 def _stats(
     weights: torch.Tensor, adv: torch.Tensor, valid: torch.Tensor, group_size: int, coeff: float, fallback: bool
-) -> WeightStats:
+) -> dict[str, float]:
+    """What DMPO reports about a batch, every value a float:
+
+    ``ess_mean`` mean normalised ESS over groups with a valid reward, in [1/G, 1];
+    ``ess_min`` smallest group ESS (0 when some group had no valid reward); ``coeff`` the
+    proximal coefficient used; ``coeff_fallback`` 1 when the adaptive search missed its ESS
+    threshold and used a bound; ``n_invalid`` rows whose reward was missing (zero weight and
+    advantage); ``n_empty_groups`` groups with no valid reward; ``weight_max`` mean over groups
+    of the largest weight (1/G uniform, 1 one sample); ``adv_pos_sum`` mean over groups of the
+    sum of positive advantages (how much mass moves).
+    """
     ess = group_ess(weights, group_size, valid)  # [B]
     has = valid.view(-1, group_size).any(dim=1)  # [B]
     n_groups_valid = int(has.sum())
@@ -190,13 +205,13 @@ def _stats(
         adv_pos = float(a.clamp_min(0).sum(dim=1)[has].mean())
     else:
         ess_mean, weight_max, adv_pos = 1.0, 0.0, 0.0
-    return WeightStats(
-        ess_mean=ess_mean,
-        ess_min=float(ess.min()) if ess.numel() else 0.0,
-        coeff=float(coeff),
-        coeff_fallback=bool(fallback),
-        n_invalid=int((~valid).sum()),
-        n_empty_groups=int((~has).sum()),
-        weight_max=weight_max,
-        adv_pos_sum=adv_pos,
-    )
+    return {
+        "ess_mean": float(ess_mean),
+        "ess_min": float(ess.min()) if ess.numel() else 0.0,
+        "coeff": float(coeff),
+        "coeff_fallback": float(bool(fallback)),
+        "n_invalid": float(int((~valid).sum())),
+        "n_empty_groups": float(int((~has).sum())),
+        "weight_max": float(weight_max),
+        "adv_pos_sum": float(adv_pos),
+    }

@@ -17,7 +17,8 @@ import torch
 
 from dmpo_core.checks import check_replicates, check_same_shape
 from dmpo_core.contracts import Policy, WeightingScheme
-from dmpo_core.data import LossStats, RolloutBatch, WeightOutput
+from dmpo_core.contracts import CURRENT_LOGP
+from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import InvalidArgumentError
 from dmpo_core.objective.estimators import dce_per_row, elbo_from_logp, masked_token_logp
 from dmpo_core.objective.masks import sample_masks
@@ -30,7 +31,7 @@ def wdce_loss(
     num_groups: int,
     *,
     negative_cap: float | None = None,
-) -> tuple[torch.Tensor, LossStats]:
+) -> tuple[torch.Tensor, dict[str, float]]:
     """WDCE loss from per-token log-probs.
 
     Args:
@@ -44,7 +45,9 @@ def wdce_loss(
             WDCE is otherwise unbounded and can dominate (FINDINGS.md).
 
     Returns:
-        Scalar loss and its stats.
+        Scalar loss and its stats: ``loss``; ``dce_mean``, the mean denoising cross-entropy
+        per completion and replicate (an SFT-style loss); ``masked_fraction``, the mean
+        fraction of eligible completion positions that were masked.
     """
     r, n, length = masks.shape
     check_same_shape("token_logp", token_logp, (r, n, length), "[R, N, L]")
@@ -58,11 +61,11 @@ def wdce_loss(
         capped = torch.clamp(dce, max=negative_cap)  # [R, N]; no gradient past the cap
         scored = torch.where(adv[None, :] < 0, capped, dce)  # [R, N]
     loss = (adv[None, :] * scored).sum() / (r * num_groups)  # scalar
-    stats = LossStats(
-        loss=float(loss.detach()),
-        dce_mean=float(dce.detach().mean()),
-        masked_fraction=float(masks.float().mean()),
-    )
+    stats = {
+        "loss": float(loss.detach()),
+        "dce_mean": float(dce.detach().mean()),
+        "masked_fraction": float(masks.float().mean()),
+    }
     return loss, stats
 
 
@@ -84,6 +87,16 @@ class WdceObjective:
         if self.negative_cap is not None and not (isinstance(self.negative_cap, (int, float)) and self.negative_cap > 0):
             raise InvalidArgumentError("negative_cap", self.negative_cap, "pass a positive number of nats, or None")
 
+    @property
+    def needs(self) -> frozenset[str]:
+        """Nothing beyond the advantages: WDCE scores completions in its own forward."""
+        return frozenset()
+
+    def prepare(self, policy: Policy, batch: RolloutBatch, *, num_iterations: int,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """No rollout-time data (and no random draw)."""
+        return {}
+
     def __call__(
         self,
         policy: Policy,
@@ -91,9 +104,10 @@ class WdceObjective:
         weights: WeightOutput,
         *,
         num_groups: int,
+        iteration: int = 0,
         weighting: WeightingScheme | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, LossStats]:
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on ``batch`` (a group-aligned slice of a batch of ``num_groups`` groups).
 
         When ``weighting`` needs the current policy's likelihood (the unbiased
@@ -107,7 +121,7 @@ class WdceObjective:
             policy.logits, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, masks, policy.mask_id
         )  # [R, N, L]
         advantages = weights.advantages.to(token_logp.device)  # [N]
-        if weighting is not None and weighting.requires_current_logp:
+        if weighting is not None and CURRENT_LOGP in weighting.needs:
             log_p_current = elbo_from_logp(token_logp.detach(), masks, batch.eligible)  # [N]
             advantages = weighting(
                 batch.rewards,

@@ -30,8 +30,7 @@ def evaluate(
         The task's metrics plus ``mean_nfe`` (forwards per item) and ``seconds``, and one
         audit record per item (prompt, completion, parsed answer, score).
     """
-    was_training = getattr(policy, "training", False)
-    policy.train(False)
+    policy.train(False)  # left in evaluation mode: the loop sets the mode of every stage itself
     tok = policy.tokenizer
     records: list[dict[str, Any]] = []
     outputs: list[str] = []
@@ -42,9 +41,8 @@ def evaluate(
         texts = [task.prompt(item, tok) for item in chunk]
         ids, mask = encode_prompts(tok, texts, policy.pad_id)  # [N, P]
         prefill = task_prefill(task, chunk, tok, gen_length, policy.mask_id)  # [N, L] or None
-        kwargs = {"prefill": prefill.to(policy.device)} if prefill is not None else {}
         out = sampler(policy.logits, ids.to(policy.device), mask.to(policy.device), mask_id=policy.mask_id,
-                      generator=generator, **kwargs)
+                      generator=generator, prefill=None if prefill is None else prefill.to(policy.device))
         nfe_total += out.nfe * len(chunk)
         decoded = decode_completions(tok, out.completion_ids.cpu(), policy.eos_id)
         for text, completion, item in zip(texts, decoded, chunk):
@@ -58,7 +56,6 @@ def evaluate(
         outputs.extend(decoded)
         if progress:
             progress(len(chunk))
-    policy.train(was_training)
     metrics = dict(task.metric(outputs, list(items))) if items else {}
     metrics["mean_nfe"] = nfe_total / max(len(items), 1)
     metrics["seconds"] = time.perf_counter() - t0

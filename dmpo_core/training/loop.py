@@ -19,7 +19,9 @@ from typing import Any
 import attrs
 import torch
 
-from dmpo_core.contracts import Engine, Objective, Policy, Sampler, Task, WeightingScheme
+from dmpo_core.contracts import (
+    CURRENT_LOGP, LOG_P_OLD, LOG_RND, NEEDS, Engine, Objective, Policy, Sampler, Task, WeightingScheme,
+)
 from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import TrainingError
 from dmpo_core.training import checkpoint as ckpt
@@ -80,34 +82,22 @@ def batch_items(items: Sequence[Mapping[str, Any]], step: int, size: int, seed: 
 
 def slice_groups(batch: RolloutBatch, weights: WeightOutput, start: int, stop: int) -> tuple[RolloutBatch, WeightOutput]:
     """Rows of groups ``start..stop-1`` of a batch and its weights (gradient-accumulation chunks)."""
-    g = batch.group_size
-    rows = slice(start * g, stop * g)
-
-    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[rows]
-
-    sub = attrs.evolve(
-        batch,
-        prompt_ids=batch.prompt_ids[rows], prompt_mask=batch.prompt_mask[rows],
-        completion_ids=batch.completion_ids[rows], eligible=batch.eligible[rows], rewards=batch.rewards[rows],
-        log_p_old=cut(batch.log_p_old), log_p_ref=cut(batch.log_p_ref), items=batch.items[rows],
-    )
-    subw = attrs.evolve(
-        weights, weights=weights.weights[rows], baseline=weights.baseline[rows],
-        advantages=weights.advantages[rows], valid=weights.valid[rows],
-    )
-    return sub, subw
+    rows = slice(start * batch.group_size, stop * batch.group_size)
+    return batch.rows(rows), weights.rows(rows)
 
 
-def needs_log_likelihoods(weighting: WeightingScheme, objective: Objective) -> bool:
-    """Whether a step must estimate log p_old / log p_ref (skipped when alpha = 0 makes them unused)."""
-    alpha = getattr(weighting, "alpha", None)
-    return alpha is None or alpha > 0 or needs_log_p_old(weighting, objective)
+def step_needs(weighting: WeightingScheme, objective: Objective) -> frozenset[str]:
+    """What a step must compute: the union of the components' declared ``needs``.
 
-
-def needs_log_p_old(weighting: WeightingScheme, objective: Objective) -> bool:
-    """Whether a step needs ``log p_old`` itself, not only the log-RND (unbiased baseline, DDO)."""
-    return weighting.requires_current_logp or bool(getattr(objective, "needs_log_p_old", False))
+    Raises:
+        TrainingError: a component declares a need the loop does not know.
+    """
+    needs = frozenset(weighting.needs) | frozenset(objective.needs)
+    unknown = sorted(needs - NEEDS)
+    if unknown:
+        raise TrainingError(f"unknown needs {unknown} declared by the weighting scheme or objective; "
+                            f"the loop computes {sorted(NEEDS)}")
+    return needs
 
 
 def use_exact_logp(method: str, samples: Any) -> bool:
@@ -177,7 +167,7 @@ def train(
     rc = cfg.rollout
     train_set = list(task.train_items())
     if not train_set:
-        raise TrainingError(f"task {getattr(task, 'name', task)!r} has no training items; check its data options")
+        raise TrainingError(f"task {task.name!r} has no training items; check its data options")
     test_set = list(task.test_items())[: cfg.eval_size]
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -199,7 +189,7 @@ def train(
         log.truncate_after(counters.step)
     elif cfg.eval_size:
         budget.note_eval(_run_eval(cfg, comp, test_set, 0, log, on_eval))
-    need_logp = needs_log_likelihoods(comp.weighting, comp.objective)
+    needs = step_needs(comp.weighting, comp.objective)
 
     # ---- loop ----------------------------------------------------------------------------------
     last: dict[str, Any] = {}
@@ -237,8 +227,8 @@ def train(
         # Right after a reference sync the two are the same model, so log_rnd is exactly 0 and
         # the estimate is skipped unless log p_old itself is needed.
         ref_is_rollout = counters.last_sync_step == step
-        skip_logp = ref_is_rollout and not needs_log_p_old(comp.weighting, comp.objective)
-        if need_logp and not skip_logp:
+        skip_logp = ref_is_rollout and LOG_P_OLD not in needs
+        if needs & {LOG_RND, LOG_P_OLD} and not skip_logp:
             if use_exact_logp(cfg.scoring.method, samples):
                 log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
             else:
@@ -247,6 +237,10 @@ def train(
                     generator=gen, chunk_rows=rc.batch_rows,
                 )  # [B*G], [B*G]
             batch = attrs.evolve(batch, log_p_old=log_old, log_p_ref=log_ref)
+        with torch.no_grad():  # the objective's own rollout-time data (old/reference per-token log-probs ...)
+            extras = comp.objective.prepare(policy, batch, num_iterations=cfg.loss.num_iterations, generator=gen)
+        if extras:
+            batch = attrs.evolve(batch, extras=dict(extras))
         times["logp"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # weights, held fixed while the batch is reused
@@ -255,7 +249,7 @@ def train(
             log_rnd = torch.zeros_like(batch.rewards)  # [B*G]: reference == rollout policy
         # A scheme that reads the current policy's likelihood (unbiased baseline) gets log p_old here:
         # at rollout time the current policy IS p_old; the objective recomputes it at loss time.
-        current = batch.log_p_old if comp.weighting.requires_current_logp else None  # [B*G] or None
+        current = batch.log_p_old if CURRENT_LOGP in comp.weighting.needs else None  # [B*G] or None
         weights = comp.weighting(batch.rewards, log_rnd, rc.group_size, log_p_old=batch.log_p_old,
                                  log_p_current=current)
         times["weights"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -264,12 +258,13 @@ def train(
         policy.train(True)
         loss_stats, grad_norms, t_loss, t_opt, finite = [], [], 0.0, 0.0, True
         chunk = cfg.loss.micro_batch_groups or batch.num_groups
-        for _ in range(cfg.loss.num_iterations):
+        for iteration in range(cfg.loss.num_iterations):
             for start in range(0, batch.num_groups, chunk):
                 sub, subw = slice_groups(batch, weights, start, min(start + chunk, batch.num_groups))
                 t0 = time.perf_counter()
                 loss, lstats = comp.objective(
-                    policy, sub, subw, num_groups=batch.num_groups, weighting=comp.weighting, generator=gen
+                    policy, sub, subw, num_groups=batch.num_groups, iteration=iteration, weighting=comp.weighting,
+                    generator=gen,
                 )
                 finite = finite and bool(torch.isfinite(loss.detach()))
                 if not finite:
@@ -359,7 +354,7 @@ def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: 
 
 
 def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor | None, scored: Any,
-                 weights: WeightOutput, loss_stats: list, grad_norms: list[float], times: dict[str, float],
+                 weights: WeightOutput, loss_stats: list[Mapping[str, float]], grad_norms: list[float], times: dict[str, float],
                  engine: Engine, finite: bool) -> dict[str, Any]:
     r = batch.rewards[torch.isfinite(batch.rewards)]  # [valid]
     record: dict[str, Any] = {
@@ -371,13 +366,13 @@ def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor 
         "finite": finite,
         "skipped_steps": counters.skipped_steps,
         "grad_norm": float(sum(grad_norms) / len(grad_norms)) if grad_norms else math.nan,
-        "lr": float(getattr(engine, "lr", math.nan)),
+        "lr": float(engine.lr),
     }
     record.update({f"reward/{k}": v for k, v in scored.component_means().items()})
-    record.update(weights.stats.as_dict())
+    record.update(weights.stats)
     if loss_stats:
-        for key in loss_stats[0].as_dict():
-            record[key] = float(sum(s.as_dict()[key] for s in loss_stats) / len(loss_stats))
+        for key in loss_stats[0]:
+            record[key] = float(sum(s[key] for s in loss_stats) / len(loss_stats))
     if log_rnd is not None:
         record["log_rnd_mean"] = float(log_rnd.mean())
     record.update({f"time/{k}": v for k, v in times.items()})

@@ -50,13 +50,10 @@ def task_prefill(
     task: Task, items: Sequence[Mapping[str, Any]], tokenizer: Any, gen_length: int, mask_id: int
 ) -> torch.Tensor | None:
     """Pre-filled completions ``[N, L]`` (mask id at positions to decode) when the task provides them."""
-    fn = getattr(task, "completion_prefill", None)
-    if fn is None:
-        return None
-    rows = [fn(item, tokenizer, gen_length, mask_id) for item in items]
+    rows = [task.completion_prefill(item, tokenizer, gen_length, mask_id) for item in items]
     if all(r is None for r in rows):
         return None
-    full = [r if r is not None else [mask_id] * gen_length for r in rows]
+    full = [list(r) if r is not None else [mask_id] * gen_length for r in rows]
     return torch.tensor(full, dtype=torch.long)  # [N, L]
 
 
@@ -81,11 +78,10 @@ def eligible_positions(
     elig = torch.ones(n, length, dtype=torch.bool)  # [N, L]
     if prefill is not None:
         elig &= prefill.cpu() == mask_id  # [N, L]
-    fn = getattr(task, "relevant_positions", None)
-    if relevant_only and fn is not None:
-        rel = [fn(item, length) for item in items]
+    if relevant_only:
+        rel = [task.relevant_positions(item, length) for item in items]
         if any(r is not None for r in rel):
-            elig &= torch.tensor([r if r is not None else [True] * length for r in rel], dtype=torch.bool)
+            elig &= torch.tensor([list(r) if r is not None else [True] * length for r in rel], dtype=torch.bool)
     if truncate_at_eos:
         is_eos = completion_ids.cpu() == eos_id  # [N, L]
         before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long() == 0  # [N, L]: up to the first EOS
@@ -138,13 +134,13 @@ def sample_group_batch(
     prefill = task_prefill(task, row_items, tok, gen_length, policy.mask_id)  # [B*G, L] or None
     outs, nfe = _sample_in_chunks(policy, sampler, ids, mask, prefill, batch_rows, generator)
 
-    def joined(name: str) -> torch.Tensor | None:
-        parts = [getattr(o, name) for o in outs]
+    def joined(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
         return None if any(p is None for p in parts) else torch.cat([p.cpu() for p in parts], dim=0)
 
     return GroupSamples(
-        prompt_ids=ids, prompt_mask=mask, completion_ids=joined("completion_ids"), prefill=prefill, nfe=nfe,
-        texts=row_texts, items=row_items, token_logp=joined("token_logp"), commit_step=joined("commit_step"),
+        prompt_ids=ids, prompt_mask=mask, completion_ids=joined([o.completion_ids for o in outs]), prefill=prefill,
+        nfe=nfe, texts=row_texts, items=row_items, token_logp=joined([o.token_logp for o in outs]),
+        commit_step=joined([o.commit_step for o in outs]),
     )
 
 
@@ -163,9 +159,8 @@ def _sample_in_chunks(
     outs, nfe = [], 0
     for start in range(0, n, step):
         sl = slice(start, start + step)
-        kwargs = {"prefill": prefill[sl].to(device)} if prefill is not None else {}
         out = sampler(policy.logits, ids[sl].to(device), mask[sl].to(device), mask_id=policy.mask_id,
-                      generator=generator, **kwargs)
+                      generator=generator, prefill=None if prefill is None else prefill[sl].to(device))
         outs.append(out)
         nfe += out.nfe
     return outs, nfe

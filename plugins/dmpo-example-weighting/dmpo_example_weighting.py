@@ -87,9 +87,9 @@ class TemperedWeighting:
         return self.dmpo.adaptive
 
     @property
-    def requires_current_logp(self) -> bool:
-        """True for the unbiased baseline (it reads ``log_p_current`` at loss time)."""
-        return self.dmpo.requires_current_logp
+    def needs(self) -> frozenset[str]:
+        """What the step computes for it: DMPO's (the log-RND; more for the unbiased baseline)."""
+        return self.dmpo.needs
 
     @property
     def zero_sum(self) -> bool:

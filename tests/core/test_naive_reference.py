@@ -188,12 +188,12 @@ def test_weights_baselines_and_advantages_match_the_naive_reference(baseline, al
         assert out.baseline.tolist() == pytest.approx(want_b, rel=REL, abs=ABS), (b, g)
         assert out.advantages.tolist() == pytest.approx(want_a, rel=REL, abs=ABS), (b, g)
         valid = [not math.isnan(r) for r in rewards]
-        assert out.stats.n_invalid == valid.count(False)
+        assert out.stats["n_invalid"] == valid.count(False)
         ess = naive_ess(want_w, valid, g)
         assert group_ess(t64(want_w), g, torch.tensor(valid)).tolist() == pytest.approx(ess, rel=REL, abs=ABS)
         has = [e for k, e in enumerate(ess) if any(valid[k * g : (k + 1) * g])]
         if has:
-            assert out.stats.ess_mean == pytest.approx(sum(has) / len(has), rel=REL)
+            assert out.stats["ess_mean"] == pytest.approx(sum(has) / len(has), rel=REL)
 
 
 @pytest.mark.parametrize("seed", range(4))

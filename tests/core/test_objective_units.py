@@ -165,8 +165,8 @@ def test_wdce_loss_by_hand():
     logp = -torch.tensor([[[1.0], [2.0]], [[3.0], [4.0]]])
     loss, stats = wdce_loss(logp, masks, torch.tensor([0.75, -0.25]), num_groups=1)
     assert float(loss) == pytest.approx(0.75)
-    assert stats.dce_mean == pytest.approx(2.5)  # (1 + 2 + 3 + 4) / 4
-    assert stats.masked_fraction == 1.0
+    assert stats["dce_mean"] == pytest.approx(2.5)  # (1 + 2 + 3 + 4) / 4
+    assert stats["masked_fraction"] == 1.0
 
 
 def test_wdce_loss_bad_shapes_and_groups_raise():

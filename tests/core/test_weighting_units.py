@@ -73,7 +73,7 @@ def test_unbiased_baseline_is_softmax_of_current_minus_old():
     # log p_current - log p_old = [ln 3, 0] -> b = [3/4, 1/4]; rewards equal, log_rnd 0 -> w = [1/2, 1/2];
     # a = [-1/4, 1/4].
     scheme = DmpoWeighting(alpha=1.0, baseline="unbiased")
-    assert scheme.requires_current_logp
+    assert scheme.needs == {"log_rnd", "log_p_old", "current_logp"}
     out = scheme(
         torch.zeros(2), torch.zeros(2), 2,
         log_p_current=torch.tensor([math.log(3) - 5.0, -5.0]), log_p_old=torch.tensor([-5.0, -5.0]),
@@ -93,9 +93,9 @@ def test_ess_of_a_two_row_group():
     w1 = math.exp(2) / (math.exp(2) + 1)
     expected = 1 / (2 * (w1**2 + (1 - w1) ** 2))
     out = DmpoWeighting(alpha=0.5, baseline="none")(torch.tensor([1.0, 0.0]), torch.zeros(2), 2)
-    assert out.stats.ess_mean == approx(expected)
-    assert out.stats.ess_min == approx(expected)
-    assert out.stats.weight_max == approx(w1)
+    assert out.stats["ess_mean"] == approx(expected)
+    assert out.stats["ess_min"] == approx(expected)
+    assert out.stats["weight_max"] == approx(w1)
     ess = group_ess(torch.tensor([w1, 1 - w1]), 2, torch.tensor([True, True]))
     assert ess.tolist() == approx([expected])
 
@@ -121,10 +121,10 @@ def test_nan_rewards_are_excluded_and_counted():
     # negative baseline [1-p, 0, p, 0]: advantages [2p-1, 0, 1-2p, 0] = [tanh(1/2), 0, -tanh(1/2), 0].
     assert out.advantages.tolist() == approx([math.tanh(0.5), 0, -math.tanh(0.5), 0, 0, 0, 0, 0])
     assert out.valid.tolist() == [True, False, True, False, False, False, False, False]
-    assert out.stats.n_invalid == 6
-    assert out.stats.n_empty_groups == 1
-    assert out.stats.ess_min == 0.0
-    assert out.stats.ess_mean == approx(1 / (2 * (p**2 + (1 - p) ** 2)))
+    assert out.stats["n_invalid"] == 6
+    assert out.stats["n_empty_groups"] == 1
+    assert out.stats["ess_min"] == 0.0
+    assert out.stats["ess_mean"] == approx(1 / (2 * (p**2 + (1 - p) ** 2)))
     for t in (out.weights, out.baseline, out.advantages):
         assert torch.isfinite(t).all()
 
@@ -133,8 +133,8 @@ def test_all_rewards_missing_gives_zero_advantages():
     out = DmpoWeighting(alpha=0.04)(torch.full((4,), NAN), torch.zeros(4), 2)
     assert out.advantages.tolist() == [0.0] * 4
     assert out.weights.tolist() == [0.0] * 4
-    assert out.stats.n_empty_groups == 2
-    assert out.stats.n_invalid == 4
+    assert out.stats["n_empty_groups"] == 2
+    assert out.stats["n_invalid"] == 4
 
 
 def test_bf16_inputs_are_accepted():
@@ -179,24 +179,24 @@ def test_adaptive_coeff_hits_the_threshold():
     w1 = (1 + math.sqrt(1 - 4 / 7)) / 2
     c = math.log(w1 / (1 - w1)) / 2
     out = DmpoWeighting(alpha=1.0, adaptive=True, ess_threshold=0.7)(torch.tensor([2.0, 0.0]), torch.zeros(2), 2)
-    assert not out.stats.coeff_fallback
-    assert out.stats.coeff == pytest.approx(c, abs=2e-3)
-    assert out.stats.ess_mean == pytest.approx(0.7, abs=1e-4)
+    assert not out.stats["coeff_fallback"]
+    assert out.stats["coeff"] == pytest.approx(c, abs=2e-3)
+    assert out.stats["ess_mean"] == pytest.approx(0.7, abs=1e-4)
 
 
 def test_adaptive_coeff_falls_back_to_the_upper_bound_when_weights_are_spread():
     # Equal rewards: ESS is 1 for every c, above 0.7 -> coeff_max 0.99, fallback reported.
     out = DmpoWeighting(alpha=1.0, adaptive=True)(torch.zeros(4), torch.zeros(4), 2)
-    assert out.stats.coeff_fallback
-    assert out.stats.coeff == 0.99
+    assert out.stats["coeff_fallback"]
+    assert out.stats["coeff"] == 0.99
 
 
 def test_adaptive_coeff_falls_back_to_the_lower_bound_when_weights_collapse():
     # rewards [1000, 0], alpha 1: at c = 0.01 the logits differ by 10, w1 = sigmoid(10) = 0.99995,
     # ESS ~ 0.50005 < 0.7 -> coeff_min 0.01, fallback reported.
     out = DmpoWeighting(alpha=1.0, adaptive=True)(torch.tensor([1000.0, 0.0]), torch.zeros(2), 2)
-    assert out.stats.coeff_fallback
-    assert out.stats.coeff == 0.01
+    assert out.stats["coeff_fallback"]
+    assert out.stats["coeff"] == 0.01
     search = adaptive_coeff(torch.tensor([1000.0, 0.0]), 2, torch.tensor([True, True]))
     assert search.fallback and search.coeff == 0.01 and search.ess < 0.7
 

@@ -131,8 +131,17 @@ class DigitTask:
     def extract_answer(self, completion: str):
         return completion or None
 
+    def correctness(self, completion, item) -> float:
+        return _copied(completion, item)
+
     def score(self, completion, item) -> float:
         return _copied(completion, item)
+
+    def completion_prefill(self, item, tokenizer, gen_length, mask_id):
+        return None
+
+    def relevant_positions(self, item, length):
+        return None
 
     def metric(self, completions, items):
         scores = [self.score(c, it) for c, it in zip(completions, items)]

@@ -97,9 +97,14 @@ def test_reward_that_raises_on_some_completions_is_counted_and_training_goes_on(
 
 
 class NanObjective:
-    def __call__(self, policy, batch, weights, *, num_groups, weighting=None, generator=None):
+    needs = frozenset()
+
+    def prepare(self, policy, batch, *, num_iterations, generator):
+        return {}
+
+    def __call__(self, policy, batch, weights, *, num_groups, iteration=0, weighting=None, generator=None):
         logits = policy.logits(batch.input_ids, batch.attention_mask, last=1)
-        return logits.sum() * float("nan"), None
+        return logits.sum() * float("nan"), {}
 
 
 def test_non_finite_losses_stop_the_run_with_the_last_checkpoint_intact(tmp_path):

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import torch
 
 from dmpo_core.hookspecs import hookimpl
@@ -107,6 +108,12 @@ class LocalEngine:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
+@attrs.frozen(kw_only=True)
+class LocalEngineOptions:
+    """``engine_options`` of the ``local`` engine: none yet (optimizer settings are ``optim.*``);
+    declared so that a typo is reported, not ignored."""
+
+
 @hookimpl
 def register_engines(register):
-    register("local", LocalEngine, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")
+    register("local", LocalEngine, options=LocalEngineOptions, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")

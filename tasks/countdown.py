@@ -444,4 +444,4 @@ def countdown(**options: Any) -> CountdownTask:
 
 @hookimpl
 def register_tasks(register):
-    register("countdown", countdown, help="reach a target with + - * / over 3 (or 4) numbers; generated data")
+    register("countdown", countdown, options=CountdownConfig, help="reach a target with + - * / over 3 (or 4) numbers; generated data")

@@ -183,4 +183,4 @@ def gsm8k(**options: Any) -> Gsm8kTask:
 
 @hookimpl
 def register_tasks(register):
-    register("gsm8k", gsm8k, help="grade-school math word problems (hub openai/gsm8k or a local file)")
+    register("gsm8k", gsm8k, options=Gsm8kConfig, help="grade-school math word problems (hub openai/gsm8k or a local file)")

@@ -173,4 +173,4 @@ def math500(**options: Any) -> Math500Task:
 
 @hookimpl
 def register_tasks(register):
-    register("math500", math500, help="MATH500 competition problems judged by math-verify")
+    register("math500", math500, options=Math500Config, help="MATH500 competition problems judged by math-verify")

@@ -583,7 +583,7 @@ class SudokuTask:
 @hookimpl
 def register_tasks(register):
     """Register the ``sudoku`` task."""
-    register("sudoku", SudokuTask, help="4x4 Sudoku: generated puzzles split by solution grid, cell-accuracy reward")
+    register("sudoku", SudokuTask, options=SudokuTask, help="4x4 Sudoku: generated puzzles split by solution grid, cell-accuracy reward")
 
 
 @hookimpl

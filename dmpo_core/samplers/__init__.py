@@ -54,26 +54,32 @@ def register_samplers(register):
     register(
         "low-confidence",
         LowConfidenceSampler,
+        options=LowConfidenceSampler,
         help="LLaDA blocks, k most confident positions per step (gen_length, block_length, steps, temperature, remasking)",
     )
     register(
         "random-remask",
-        random_remask_sampler,
+        LowConfidenceSampler,
+        options=LowConfidenceSampler,
+        fixed={"remasking": "random"},
         help="LLaDA blocks, k random positions per step (exact token_logp with record_logp=true)",
     )
     register(
         "roar",
         RoarSampler,
+        options=RoarSampler,
         help="random-order autoregressive, one token per step, exact per-token log-probs",
     )
     register(
         "fast-dllm",
         FastDllmSampler,
+        options=FastDllmSampler,
         help="confidence-threshold parallel decoding per block (threshold, no KV cache)",
     )
     register(
         "eb",
         EntropyBoundedSampler,
+        options=EntropyBoundedSampler,
         aliases=("entropy-bounded",),
         help="entropy-bounded parallel decoding per block (gamma)",
     )

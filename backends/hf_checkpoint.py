@@ -1,6 +1,7 @@
 """Checkpoint folders on disk: find, check and write them.
 
-Loading never writes into the user's folder and turns every problem (no config.json, no
+Family-neutral: what differs between families comes from their
+:class:`~dmpo.backends.family.Family`. Loading never writes into the user's folder and turns every problem (no config.json, no
 weights, unknown ``model_type``, missing/unexpected tensors, wrong shapes, a tokenizer
 without a mask token) into ONE :class:`~dmpo_core.errors.CheckpointError` that names the
 file and what is wrong, before transformers sees the folder. Saving writes into a
@@ -23,8 +24,7 @@ from typing import Any
 
 import attrs
 import torch
-from dmpo.backends.formats import FORMATS, Family
-from dmpo.backends.llada_model import ABSOLUTE, position_embedding_type
+from dmpo.backends.family import FORMATS, Family
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -431,13 +431,7 @@ def export_checkpoint(
             renamed[original] = tensor
         tensors = renamed
     else:
-        if position_embedding_type(config) == ABSOLUTE:
-            raise InvalidArgumentError(
-                "format", fmt, "the model has learned absolute positions (LLaDA rope: false), which no stock "
-                "transformers class has; save with format='original'"
-            )
-        raw = config.to_dict() | id_keys
-        raw.pop("position_embedding_type", None)  # "rope": what a stock Llama does anyway
+        raw = family.converted_config(config) | id_keys
         raw.update(architectures=[family.converted_architecture], is_causal=False, use_cache=False, dtype=dtype)
     with atomic_folder(path) as tmp:
         write_json(tmp / CONFIG_FILE, raw)

@@ -2,8 +2,12 @@
 
 Both built-in backends (``llada``, ``dream``) load their checkpoints into a stock
 ``LlamaForCausalLM``/``Qwen2ForCausalLM`` built with ``is_causal=False``, without
-``trust_remote_code``; the per-family differences (config and tensor names, the logit
-shift of Dream) are tables in :mod:`dmpo.backends.formats`.
+``trust_remote_code``. This module and :mod:`dmpo.backends.hf_checkpoint` are
+family-neutral: the per-family differences (config and tensor names, the logit shift of
+Dream) come from a :class:`~dmpo.backends.family.Family`, defined in the family's own
+module (:mod:`dmpo.backends.llada`, :mod:`dmpo.backends.dream`). The backend options of
+every family are written once, as :class:`HFBackendOptions`. Importing this module does
+not import transformers (plugins register cheaply); loading does.
 
 Differences from the original remote code, on purpose:
 
@@ -29,18 +33,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-from dmpo.backends import formats
-from dmpo.backends.formats import Family
+from dmpo.backends.family import ALL_PROJECTIONS, FORMATS, Family
 from dmpo.backends.hf_checkpoint import (
     SpecialIds,
     check_tensors,
-    dtype_name,
     expected_shapes,
     export_checkpoint,
     load_tokenizer,
@@ -50,6 +52,7 @@ from dmpo.backends.hf_checkpoint import (
     scan_weights,
 )
 
+from dmpo_core.config import build_config
 from dmpo_core.errors import CheckpointError, ConfigError, InvalidArgumentError
 
 DTYPES: Mapping[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -102,58 +105,80 @@ class LoraSettings:
         """Module names to adapt on ``family``'s transformers model."""
         if self.target_modules is not None:
             return self.target_modules
-        return family.papers_lora if self.preset == "papers" else formats.ALL_PROJECTIONS
+        return family.papers_lora if self.preset == "papers" else ALL_PROJECTIONS
 
 
-def lora_settings(
-    lora: LoraSettings | str | Mapping[str, Any] | None,
-    *,
-    r: int | None = None,
-    alpha: float | None = None,
-    dropout: float | None = None,
-) -> LoraSettings | None:
-    """Normalise the ``lora`` option: a preset name, a mapping of fields, settings or None.
+def _check(ok: Callable[[Any], bool], fix: str | Callable[[Any], str]) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """An attrs validator raising ``ValueError(fix)`` (the builder puts ``field=value:`` before it)."""
 
-    ``r``/``alpha``/``dropout`` override the fields; giving them with ``lora=None`` is an error.
-    """
-    overrides = {k: v for k, v in {"r": r, "alpha": alpha, "dropout": dropout}.items() if v is not None}
-    if lora is None:
-        if overrides:
-            raise ConfigError(
-                [
-                    f"lora_{k}={v!r} given but lora is off: also pass lora='papers' or 'all'"
-                    for k, v in overrides.items()
-                ],
-                source="backend options",
-            )
-        return None
-    if isinstance(lora, str):
-        return LoraSettings(preset=lora, **overrides)
-    if isinstance(lora, Mapping):
-        return LoraSettings(**{**lora, **overrides})
-    if isinstance(lora, LoraSettings):
-        return attrs.evolve(lora, **overrides)
-    raise InvalidArgumentError(
-        "lora", lora, "pass 'papers', 'all', a mapping of LoraSettings fields, LoraSettings or None"
-    )
+    def validate(_inst: Any, _attr: attrs.Attribute, value: Any) -> None:
+        if not ok(value):
+            raise ValueError(fix(value) if callable(fix) else fix)
+
+    return validate
+
+
+def _is_device(value: str | None) -> bool:
+    try:
+        return value is None or bool(torch.device(value))
+    except (RuntimeError, TypeError):
+        return False
+
+
+def _attn_fix(value: Any) -> str:
+    why = "it ignores is_causal=False and would run causal attention; " if "flash" in str(value) else ""
+    return f"{why}use one of {', '.join(ATTN_IMPLEMENTATIONS)}"
+
+
+def _optional(ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or ok(v)
+
+
+_LORA_FORMS = "pass 'papers', 'all', a mapping of LoraSettings fields, LoraSettings or None"
 
 
 @attrs.frozen(kw_only=True)
-class BackendOptions:
-    """How to load a checkpoint; all problems are reported at once (ConfigError)."""
+class HFBackendOptions:
+    """The options of every Hugging Face backend (``llada``, ``dream``, a plugin's family),
+    written once: the registry checks a user's options against these fields (with their
+    dotted path) before anything loads, and ``dmpo plugins NAME`` lists them.
 
-    dtype: str = "float32"
+    Build it with :meth:`from_options` to get every problem at once; single-field checks
+    are validators, the checks between fields run in ``__attrs_post_init__``.
+    """
+
+    dtype: str = attrs.field(default="float32", validator=_check(lambda v: v in DTYPES, f"use one of {', '.join(DTYPES)}"))
     """Weight dtype: ``float32``, ``bfloat16`` or ``float16``."""
-    device: str | None = None
+    device: str | None = attrs.field(default=None, validator=_check(_is_device, "use e.g. 'cpu', 'cuda' or 'cuda:0'"))
     """Where to put the model (``cpu``, ``cuda``, ``cuda:1``...); None: cpu unless ``device_map``."""
-    device_map: str | dict[str, Any] | None = None
+    device_map: str | dict[str, Any] | None = attrs.field(
+        default=None, validator=_check(_optional(lambda v: isinstance(v, str | Mapping)), "pass a string or a mapping")
+    )
     """A transformers/accelerate device map (``"auto"`` ...); excludes ``device``."""
-    attn_implementation: str = "sdpa"
-    """Attention kernel: ``sdpa``, ``eager`` or ``flex_attention``."""
+    attn_implementation: str = attrs.field(default="sdpa", validator=_check(lambda v: v in ATTN_IMPLEMENTATIONS, _attn_fix))
+    """Attention kernel: ``sdpa``, ``eager`` or ``flex_attention`` (flash-attention 2 would run causal)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (saves memory, costs one more forward)."""
-    lora: LoraSettings | None = None
-    """LoRA adapter; None trains every parameter."""
+    lora: LoraSettings | str | Mapping[str, Any] | None = attrs.field(
+        default=None,
+        validator=_check(
+            lambda v: v is None or v in LORA_PRESETS or isinstance(v, LoraSettings | Mapping),
+            lambda v: f"use one of {', '.join(LORA_PRESETS)}" if isinstance(v, str) else _LORA_FORMS,
+        ),
+    )
+    """LoRA adapter: ``"papers"`` (what the published recipes adapted on this family),
+    ``"all"`` (every projection), a mapping of :class:`LoraSettings` fields, or None (train
+    every parameter)."""
+    lora_r: int | None = attrs.field(
+        default=None, validator=_check(_optional(lambda v: isinstance(v, int) and v >= 1), "use a positive integer")
+    )
+    """Overrides the adapter rank (default 128); needs ``lora``."""
+    lora_alpha: float | None = attrs.field(default=None, validator=_check(_optional(lambda v: v > 0), "use a positive number"))
+    """Overrides the LoRA scale numerator (default 64); needs ``lora``."""
+    lora_dropout: float | None = attrs.field(
+        default=None, validator=_check(_optional(lambda v: 0.0 <= v < 1.0), "use a value in [0, 1)")
+    )
+    """Overrides the adapter dropout (default 0.05); needs ``lora``."""
     reference: bool = True
     """Keep a reference policy (without LoRA: a frozen deep copy, twice the memory)."""
     load_in_4bit: bool = False
@@ -162,31 +187,58 @@ class BackendOptions:
     """Hub revision, for hub ids."""
 
     def __attrs_post_init__(self) -> None:
-        problems = []
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype={self.dtype!r}: use one of {', '.join(DTYPES)}")
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            why = (
-                " (it ignores is_causal=False and would run causal attention)"
-                if "flash" in str(self.attn_implementation)
-                else ""
-            )
-            problems.append(
-                f"attn_implementation={self.attn_implementation!r}{why}: use one of {', '.join(ATTN_IMPLEMENTATIONS)}"
-            )
-        if self.device is not None and self.device_map is not None:
-            problems.append("device and device_map are both set: pass one of them")
-        if self.device is not None:
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                problems.append(f"device={self.device!r}: use e.g. 'cpu', 'cuda' or 'cuda:0'")
-        if self.lora is not None and not isinstance(self.lora, LoraSettings):
-            problems.append(f"lora={self.lora!r}: use LoraSettings (see lora_settings())")
-        if self.load_in_4bit and self.lora is None:
-            problems.append("load_in_4bit=True needs LoRA (4-bit weights cannot be trained directly): set lora")
+        problems = _cross_field_problems(attrs.asdict(self, recurse=False))
         if problems:
             raise ConfigError(problems, source="backend options")
+        self.lora_settings()  # a mapping of bad LoRA fields is reported here, before anything loads
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> HFBackendOptions:
+        """Build from keyword options, reporting every problem (fields and cross-field) at once.
+
+        Raises:
+            ConfigError: unknown, mistyped or invalid options.
+        """
+        # None is the default of every field that may be None; the builder reads None as "empty"
+        # in a union of several types (lora, device_map), so leave those out
+        none_default = {f.name for f in attrs.fields(cls) if f.default is None}
+        given = {k: v for k, v in options.items() if v is not None or k not in none_default}
+        try:
+            return build_config(cls, given, source="backend options")
+        except ConfigError as err:  # field problems stop the builder before the cross-field checks
+            extra = [p for p in _cross_field_problems(options) if p not in err.problems]
+            if not extra:
+                raise
+            raise ConfigError([*err.problems, *extra], source=err.source) from None
+
+    def lora_settings(self) -> LoraSettings | None:
+        """The adapter these options ask for (``lora`` with the ``lora_*`` overrides), or None."""
+        overrides = {
+            k: v for k, v in {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}.items()
+            if v is not None
+        }
+        if self.lora is None:
+            return None
+        if isinstance(self.lora, str):
+            return LoraSettings(preset=self.lora, **overrides)
+        if isinstance(self.lora, LoraSettings):
+            return attrs.evolve(self.lora, **overrides)
+        return LoraSettings(**{**self.lora, **overrides})
+
+
+def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
+    """Problems between fields of :class:`HFBackendOptions` (``values``: its fields, maybe unchecked)."""
+    problems = []
+    if values.get("device") is not None and values.get("device_map") is not None:
+        problems.append("device and device_map are both set: pass one of them")
+    if values.get("lora") is None:
+        problems += [
+            f"{k}={values[k]!r} given but lora is off: also pass lora='papers' or 'all'"
+            for k in ("lora_r", "lora_alpha", "lora_dropout") if values.get(k) is not None
+        ]
+        if values.get("load_in_4bit"):
+            problems.append("load_in_4bit=True needs LoRA (4-bit weights cannot be trained directly): set lora")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,8 +308,9 @@ class HFPolicy:
     Attributes:
         model: the transformers model (a ``peft.PeftModel`` around it when LoRA is on).
         tokenizer: the checkpoint's own tokenizer.
-        family: the checkpoint family (:mod:`dmpo.backends.formats`).
+        family: the checkpoint family (:class:`~dmpo.backends.family.Family`).
         options: the loading options.
+        lora: the LoRA adapter settings (None without LoRA).
         source: where the weights came from.
     """
 
@@ -268,7 +321,7 @@ class HFPolicy:
         tokenizer: Any,
         family: Family,
         ids: SpecialIds,
-        options: BackendOptions,
+        options: HFBackendOptions,
         source: LoadedFrom,
         reference_model: torch.nn.Module | None,
     ) -> None:
@@ -283,14 +336,15 @@ class HFPolicy:
         self.pad_id: int = ids.pad
         self.eot_id: int | None = ids.eot
         self.bos_id: int | None = ids.bos
-        self._lora = options.lora is not None
+        self.lora: LoraSettings | None = options.lora_settings()
+        self._lora = self.lora is not None
         self._trainable = [p for p in model.parameters() if p.requires_grad]
         self._reference_model = reference_model
         self._reference_adapter: list[torch.Tensor] | None = None
         self.model.train(False)
 
     def __repr__(self) -> str:
-        lora = f", lora={self.options.lora.preset}(r={self.options.lora.r})" if self.options.lora else ""
+        lora = f", lora={self.lora.preset}(r={self.lora.r})" if self.lora else ""
         return f"HFPolicy({self.family.name}, {self.source.model!r}, {self.options.dtype}{lora})"
 
     # -- Policy contract -----------------------------------------------------------------
@@ -371,8 +425,8 @@ class HFPolicy:
         With LoRA the adapter is merged into the written weights (the live model is untouched).
         """
         fmt = format or "original"
-        if fmt not in formats.FORMATS:
-            raise InvalidArgumentError("format", fmt, f"use one of {', '.join(formats.FORMATS)}")
+        if fmt not in FORMATS:
+            raise InvalidArgumentError("format", fmt, f"use one of {', '.join(FORMATS)}")
         if self.options.load_in_4bit:
             raise InvalidArgumentError(
                 "load_in_4bit", True, "a 4-bit policy has no full-precision weights to save; save from a bf16 load"
@@ -398,30 +452,6 @@ class HFPolicy:
         )
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def format_prompt(self, text: str, *, chat: bool = True) -> str:
-        """``text`` as a user turn in the tokenizer's own chat template (with the assistant
-        header appended) when ``chat`` and the tokenizer has a template; else ``text``."""
-        if chat and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-            )
-        return text
-
-    def encode_prompts(self, texts: Sequence[str], *, chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids ``[N, P]`` and attention mask ``[N, P]`` of ``texts``, LEFT padded with ``pad_id``.
-
-        The chat template (when used) writes its own special tokens, so none are added.
-        """
-        rows = [self.tokenizer(self.format_prompt(t, chat=chat), add_special_tokens=False)["input_ids"] for t in texts]
-        width = max((len(r) for r in rows), default=0)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # [N, P]
-        mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, P]
-        for i, row in enumerate(rows):
-            if row:
-                ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-                mask[i, width - len(row) :] = 1
-        return ids, mask
 
     def _forward(
         self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int | None
@@ -502,7 +532,7 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _quantization(options: BackendOptions) -> Any:
+def _quantization(options: HFBackendOptions) -> Any:
     if not options.load_in_4bit:
         return None
     device = torch.device(options.device or "cuda")
@@ -521,7 +551,7 @@ def _quantization(options: BackendOptions) -> Any:
     )
 
 
-def load_hf_policy(family: Family, model: str, options: BackendOptions) -> HFPolicy:
+def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFPolicy:
     """Load ``model`` (a folder or hub id) of ``family`` as an :class:`HFPolicy`.
 
     Steps: resolve the folder; read config.json and convert it; check every tensor's name
@@ -543,8 +573,8 @@ def load_hf_policy(family: Family, model: str, options: BackendOptions) -> HFPol
     with _quiet_transformers():
         tokenizer = load_tokenizer(folder, config)
     ids = resolve_special_ids(folder, raw, tokenizer, family, int(config.vocab_size))
-    for problem in formats.known_id_mismatches(family, int(config.vocab_size), attrs.asdict(ids)):
-        warnings.warn(f"{folder}: {problem} (see backends/formats.py)", stacklevel=2)
+    for problem in family.known_id_mismatches(int(config.vocab_size), attrs.asdict(ids)):
+        warnings.warn(f"{folder}: {problem} (see the {family.name} family's known_ids)", stacklevel=2)
 
     device_map = options.device_map
     if device_map is None and options.device is not None and torch.device(options.device).type != "cpu":
@@ -585,10 +615,10 @@ def load_hf_policy(family: Family, model: str, options: BackendOptions) -> HFPol
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     reference_model = None
-    if options.lora is not None:
+    lora = options.lora_settings()
+    if lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        lora = options.lora
         peft_config = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
@@ -614,52 +644,13 @@ def load_hf_policy(family: Family, model: str, options: BackendOptions) -> HFPol
     )
 
 
-def make_options(
-    *,
-    dtype: str = "float32",
-    device: str | None = None,
-    device_map: str | dict[str, Any] | None = None,
-    attn_implementation: str = "sdpa",
-    gradient_checkpointing: bool = False,
-    lora: LoraSettings | str | Mapping[str, Any] | None = None,
-    lora_r: int | None = None,
-    lora_alpha: float | None = None,
-    lora_dropout: float | None = None,
-    reference: bool = True,
-    load_in_4bit: bool = False,
-    revision: str | None = None,
-) -> BackendOptions:
-    """:class:`BackendOptions` from the keyword options a backend factory takes."""
-    return BackendOptions(
-        dtype=dtype,
-        device=device,
-        device_map=device_map,
-        attn_implementation=attn_implementation,
-        gradient_checkpointing=gradient_checkpointing,
-        lora=lora_settings(lora, r=lora_r, alpha=lora_alpha, dropout=lora_dropout),
-        reference=reference,
-        load_in_4bit=load_in_4bit,
-        revision=revision,
-    )
-
-
-def load_policy(backend: str, model: str, **options: Any) -> Any:
-    """Load ``model`` with the backend registered as ``backend`` (``llada``, ``dream``, a plugin's)."""
-    from dmpo_core.registry import get_registry
-
-    return get_registry().create("backend", backend, model=model, **options)
-
-
 __all__ = [
     "ATTN_IMPLEMENTATIONS",
     "DTYPES",
-    "BackendOptions",
+    "HFBackendOptions",
     "HFPolicy",
     "LoadedFrom",
     "LoraSettings",
     "load_hf_policy",
-    "load_policy",
-    "lora_settings",
-    "make_options",
-    "dtype_name",
+    "shift_logits",
 ]

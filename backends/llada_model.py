@@ -15,6 +15,8 @@ checkpoints and LLaDA's own code always use RoPE; here both work:
 
 Position ids are ``cumsum(attention_mask) - 1`` (set by the policy), so a left-padded row
 sees the same positions as the unpadded one; LLaDA's code counts from the first column.
+The position-embedding names (``ABSOLUTE`` ...) live in :mod:`dmpo.backends.llada`, which
+imports no transformers; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,18 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from dmpo.backends.llada import ABSOLUTE, POSITION_EMBEDDING_TYPES, position_embedding_type
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from dmpo_core.errors import InvalidArgumentError
 
-POSITION_EMBEDDING_TYPES = ("rope", "absolute")
-"""Values of the ``position_embedding_type`` attribute of the converted config."""
-ABSOLUTE = "absolute"
-
-
-def position_embedding_type(config: Any) -> str:
-    """``"rope"`` (the default, also for a config without the attribute) or ``"absolute"``."""
-    return getattr(config, "position_embedding_type", None) or "rope"
+__all__ = ["ABSOLUTE", "POSITION_EMBEDDING_TYPES", "LLaDALlamaForCausalLM", "NoRotation", "position_embedding_type"]
 
 
 class NoRotation(torch.nn.Module):

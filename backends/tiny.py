@@ -15,15 +15,16 @@ it carries a small LLaDA-style chat template.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from dmpo.backends.formats import DREAM, LLADA, Family
-from dmpo.backends.hf_checkpoint import SpecialIds, export_checkpoint, write_json
+from dmpo.backends.dream import DREAM
+from dmpo.backends.family import FORMATS, Family
+from dmpo.backends.hf_checkpoint import SpecialIds, expected_shapes, export_checkpoint, write_json
+from dmpo.backends.llada import LLADA
 
 from dmpo_core.errors import InvalidArgumentError
 
@@ -118,8 +119,6 @@ def _random_weights(
     Norm weights are ``1 + 0.1 * noise`` (not all ones), so a swapped norm is caught by the
     numerical checks; everything else is ``init_std * noise``.
     """
-    from dmpo.backends.hf_checkpoint import expected_shapes
-
     generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for name, shape in sorted(expected_shapes(family, config).items()):
@@ -129,9 +128,46 @@ def _random_weights(
     return tensors
 
 
-def _check_fmt(fmt: str) -> None:
-    if fmt not in ("original", "converted"):
+def write_tiny_checkpoint(
+    path: str | os.PathLike[str],
+    family: Family,
+    raw: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    shards: int = 2,
+    fmt: str = "original",
+    dtype: str = "float32",
+    init_std: float = 0.02,
+) -> Path:
+    """Write a random checkpoint of ``family`` whose original config.json is ``raw``, with the
+    tiny tokenizer, and return its path. Any family works (a plugin's too): the tensors
+    are the ones its model class has for ``family.to_config(raw)``.
+
+    Args:
+        path: the folder to create (replaced when it exists).
+        family: the model family (decides both layouts).
+        raw: the original-layout config.json (sizes, ``model_type`` ...).
+        seed: seed of the random weights (a private generator; global RNG untouched).
+        shards: number of safetensors files (with ``model.safetensors.index.json``).
+        fmt: ``original`` (the family's published layout) or ``converted`` (transformers layout).
+        dtype: ``float32`` or ``bfloat16`` weights.
+        init_std: standard deviation of the random projection and embedding weights.
+    """
+    if fmt not in FORMATS:
         raise InvalidArgumentError("fmt", fmt, "use 'original' or 'converted'")
+    config = family.to_config(raw, str(path))
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    return export_checkpoint(
+        path,
+        family=family,
+        config=config,
+        tensors=_random_weights(family, config, seed, init_std, torch_dtype),
+        ids=_tiny_ids(),
+        fmt=fmt,
+        template=raw,
+        write_tokenizer=save_tiny_tokenizer,
+        shards=shards,
+    )
 
 
 def write_tiny_llada(
@@ -169,10 +205,6 @@ def write_tiny_llada(
             embeddings ``transformer.wpe`` of ``max_sequence_length`` rows instead of RoPE.
         extra_config: keys merged into the original config.json (to test odd configs).
     """
-    _check_fmt(fmt)
-    from dmpo.backends.formats import llada_config_to_llama
-
-    ids = _tiny_ids()
     raw: dict[str, Any] = {
         "model_type": "llada",
         "d_model": d_model,
@@ -189,20 +221,7 @@ def write_tiny_llada(
         "max_sequence_length": max_sequence_length,
         **dict(extra_config or {}),
     }
-    config = llada_config_to_llama(raw, str(path))
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    tensors = _random_weights(LLADA, config, seed, init_std, torch_dtype)
-    return export_checkpoint(
-        path,
-        family=LLADA,
-        config=config,
-        tensors=tensors,
-        ids=ids,
-        fmt=fmt,
-        template=raw,
-        write_tokenizer=save_tiny_tokenizer,
-        shards=shards,
-    )
+    return write_tiny_checkpoint(path, LLADA, raw, seed=seed, shards=shards, fmt=fmt, dtype=dtype, init_std=init_std)
 
 
 def write_tiny_dream(
@@ -228,10 +247,6 @@ def write_tiny_dream(
     Arguments as :func:`write_tiny_llada`, with Qwen2's size names; ``intermediate_size``
     defaults to ``4 * hidden_size``; ``fmt="converted"`` writes ``model_type "qwen2"``.
     """
-    _check_fmt(fmt)
-    from dmpo.backends.formats import dream_config_to_qwen2
-
-    ids = _tiny_ids()
     rows = vocab_size or len(SPECIAL_TOKENS + CHARACTERS)
     raw: dict[str, Any] = {
         "model_type": "Dream",
@@ -250,22 +265,4 @@ def write_tiny_dream(
         "use_sliding_window": False,
         **dict(extra_config or {}),
     }
-    config = dream_config_to_qwen2(raw, str(path))
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    tensors = _random_weights(DREAM, config, seed, init_std, torch_dtype)
-    return export_checkpoint(
-        path,
-        family=DREAM,
-        config=config,
-        tensors=tensors,
-        ids=ids,
-        fmt=fmt,
-        template=raw,
-        write_tokenizer=save_tiny_tokenizer,
-        shards=shards,
-    )
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Parse a JSON file (a small helper for tests that edit tiny checkpoints)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return write_tiny_checkpoint(path, DREAM, raw, seed=seed, shards=shards, fmt=fmt, dtype=dtype, init_std=init_std)

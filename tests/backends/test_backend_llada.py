@@ -7,16 +7,18 @@ import re
 import shutil
 import time
 
+import attrs
 import pytest
 import torch
-from dmpo.backends import formats, hf_checkpoint
-from dmpo.backends.hf_policy import load_policy
+from dmpo.backends import hf_checkpoint, llada
+from dmpo.backends.family import ALL_PROJECTIONS
 from dmpo.backends.llada import load_llada_policy
 from dmpo.backends.tiny import write_tiny_llada
 from safetensors import safe_open
 
-from dmpo_core.errors import InvalidArgumentError
+from dmpo_core.errors import ConfigError, InvalidArgumentError
 from dmpo_core.registry import build_registry
+from dmpo_core.training.rollout import encode_prompts
 
 
 def _batch(n: int = 2, s: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,26 +40,26 @@ def _stored_names(folder) -> set[str]:
 
 
 def test_name_table_round_trips_every_llama_tensor():
-    config = formats.llada_config_to_llama({"d_model": 64, "n_layers": 3, "n_heads": 4, "vocab_size": 103}, "cfg")
-    names = hf_checkpoint.expected_shapes(formats.LLADA, config)
+    config = llada.llada_config_to_llama({"d_model": 64, "n_layers": 3, "n_heads": 4, "vocab_size": 103}, "cfg")
+    names = hf_checkpoint.expected_shapes(llada.LLADA, config)
     for name in names:
-        original = formats.llama_to_llada_name(name)
+        original = llada.LLADA.to_original_name(name)
         assert original is not None and original.startswith("model.transformer."), name
-        assert formats.llada_to_llama_name(original) == name
+        assert llada.LLADA.to_converted_name(original) == name
     assert (
-        formats.llada_to_llama_name("model.transformer.blocks.0.ff_proj.weight")
+        llada.LLADA.to_converted_name("model.transformer.blocks.0.ff_proj.weight")
         == "model.layers.0.mlp.gate_proj.weight"
     )
-    assert formats.llada_to_llama_name("model.transformer.ff_out.weight") == "lm_head.weight"
-    assert formats.llada_to_llama_name("model.transformer.blocks.0.q_norm.weight") is None
+    assert llada.LLADA.to_converted_name("model.transformer.ff_out.weight") == "lm_head.weight"
+    assert llada.LLADA.to_converted_name("model.transformer.blocks.0.q_norm.weight") is None
 
 
 def test_key_mapping_regexes_agree_with_the_name_table():
     # the regexes handed to from_pretrained rename exactly as the table does
-    for original, converted in formats.LLADA_TENSOR_NAMES:
+    for original, converted in llada.TENSOR_NAMES.pairs:
         name = original.format(i=17)
         renamed = name
-        for pattern, target in formats.llada_key_mapping().items():
+        for pattern, target in llada.LLADA.key_mapping().items():
             renamed = re.sub(pattern, target, renamed)
         assert renamed == converted.format(i=17)
 
@@ -85,13 +87,13 @@ def test_eight_b_config_converts_to_the_documented_llama_sizes():
         "weight_tying": False,
         "scale_logits": False,
     }
-    config = formats.llada_config_to_llama(raw, "config.json")
+    config = llada.llada_config_to_llama(raw, "config.json")
     assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers) == (4096, 12288, 32)
     assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (32, 32, 128)
     assert config.vocab_size == 126464 and config.rms_norm_eps == 1e-5
     assert config.rope_parameters["rope_theta"] == 500000.0 and config.is_causal is False
     assert not config.tie_word_embeddings and not config.attention_bias
-    back = formats.llama_config_to_llada(config, raw, "bfloat16")
+    back = llada.llama_config_to_llada(config, raw, "bfloat16")
     assert {k: back[k] for k in raw} == raw
 
 
@@ -114,12 +116,32 @@ def test_tiny_sharded_checkpoint_loads_in_well_under_a_few_seconds(tiny_llada):
     assert time.perf_counter() - start < 3.0
 
 
-def test_backends_are_registered_through_the_entry_points(tiny_llada):
+def test_backends_are_registered_through_the_entry_points_with_their_options_class(tiny_llada):
+    from dmpo.backends.hf_policy import HFBackendOptions
+
     registry = build_registry()
     assert {"llada", "dream"} <= set(registry.names("backend"))
-    policy = registry.create("backend", "llada", model=str(tiny_llada), reference=False)
-    assert policy.mask_id == 2
-    assert load_policy("llada", str(tiny_llada), reference=False).eos_id == 0
+    entry = registry.get("backend", "llada")
+    assert entry.options is HFBackendOptions and registry.get("backend", "dream").options is HFBackendOptions
+    assert entry.resolve_model("builtin:sudoku-tiny").endswith("sudoku-tiny")  # the shipped folder
+    assert entry.resolve_model(str(tiny_llada)) == str(tiny_llada)  # anything else unchanged
+    # what the host does: validate the options (dotted paths), then factory(model=..., **fields)
+    kwargs = registry.validate("backend", "llada", {"reference": False}, path="backend_options")
+    assert set(kwargs) == {f.name for f in attrs.fields(HFBackendOptions)}
+    policy = entry.factory(model=entry.resolve_model(str(tiny_llada)), **kwargs)
+    assert policy.mask_id == 2 and policy.eos_id == 0 and policy._reference_model is None
+
+
+def test_backend_options_are_checked_with_their_dotted_path_before_loading():
+    registry = build_registry()
+    with pytest.raises(ConfigError) as info:
+        registry.validate("backend", "dream", {"dtype": "float64", "lora_r": 0, "colour": 1}, path="backend_options")
+    problems = info.value.problems
+    assert "backend_options.dtype='float64': use one of float32, bfloat16, float16" in problems
+    assert "backend_options.lora_r=0: use a positive integer" in problems
+    assert any(p.startswith("backend_options.colour: unknown key") for p in problems)
+    with pytest.raises(ConfigError, match="backend_options.*load_in_4bit=True needs LoRA"):
+        registry.validate("backend", "llada", {"load_in_4bit": True}, path="backend_options")
 
 
 def test_special_ids_come_from_the_checkpoint(tiny_llada):
@@ -290,7 +312,7 @@ def test_lora_presets_adapt_the_documented_modules(tiny_llada):
         "v_proj",
         "up_proj",
     }
-    assert _adapted(load_llada_policy(str(tiny_llada), lora="all", lora_r=2)) == set(formats.ALL_PROJECTIONS)
+    assert _adapted(load_llada_policy(str(tiny_llada), lora="all", lora_r=2)) == set(ALL_PROJECTIONS)
 
 
 def test_lora_reference_is_the_base_model_and_only_adapters_train(tiny_llada):
@@ -300,7 +322,8 @@ def test_lora_reference_is_the_base_model_and_only_adapters_train(tiny_llada):
     assert all("lora_" in name for name, p in policy.model.named_parameters() if p.requires_grad)
     assert len(list(policy.trainable_parameters())) == 2 * 7 * 2  # A and B, 7 projections, 2 layers
     assert torch.equal(policy.reference_logits(ids, mask), base)
-    assert policy.options.lora.r == 4 and policy.options.lora.alpha == 64.0 and policy.options.lora.dropout == 0.05
+    assert policy.lora.r == 4 and policy.lora.alpha == 64.0 and policy.lora.dropout == 0.05
+    assert policy.options.lora == "all" and policy.options.lora_r == 4  # the options as the user gave them
 
 
 def test_lora_save_merges_the_adapter_and_keeps_the_live_model(tiny_llada, tmp_path):
@@ -319,17 +342,17 @@ def test_lora_save_merges_the_adapter_and_keeps_the_live_model(tiny_llada, tmp_p
 # -- prompts -------------------------------------------------------------------------------
 
 
-def test_prompts_use_the_tokenizer_chat_template_and_left_padding(tiny_llada):
-    policy = load_llada_policy(str(tiny_llada), reference=False)
-    text = policy.format_prompt("2+2?")
+def test_the_checkpoint_tokenizer_carries_its_chat_template_and_prompts_are_left_padded(tiny_llada):
+    # prompts are the task's business (dmpo_core.training.rollout); the backend only ships the tokenizer
+    tok = load_llada_policy(str(tiny_llada), reference=False).tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], tokenize=False, add_generation_prompt=True)
     assert (
         text == "<|startoftext|><|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
-    assert policy.format_prompt("2+2?", chat=False) == "2+2?"
-    ids, mask = policy.encode_prompts(["a", "abc"], chat=False)
-    assert ids.tolist()[0][:2] == [policy.pad_id, policy.pad_id] and mask.tolist() == [[0, 0, 1], [1, 1, 1]]
-    assert policy.tokenizer.decode(ids[1]) == "abc"
+    ids, mask = encode_prompts(tok, ["a", "abc"], 0)  # [2, 3]
+    assert ids.tolist()[0][:2] == [0, 0] and mask.tolist() == [[0, 0, 1], [1, 1, 1]]
+    assert tok.decode(ids[1]) == "abc"
 
 
 @pytest.mark.gpu

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from dmpo.backends import builtin, make_builtin
+from dmpo.backends import builtin
+from make_builtin_tool import make_builtin
 from dmpo.backends.llada import load_llada_policy
 from dmpo.tasks.sudoku import SudokuTask
 

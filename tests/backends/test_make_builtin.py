@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dmpo.backends import make_builtin
+from make_builtin_tool import make_builtin
 
 
 @pytest.mark.parametrize("positions", ["rope", "absolute"])

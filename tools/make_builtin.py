@@ -1,6 +1,6 @@
 """Build the shipped ``builtin:sudoku-tiny`` model from the project's own data.
 
-    python -m dmpo.backends.make_builtin [--output DIR] [--seed 0]
+    python tools/make_builtin.py [--output DIR] [--seed 0]
 
 What it does, deterministically for a given seed:
 
@@ -39,7 +39,7 @@ from dmpo_core.samplers import LowConfidenceSampler
 from dmpo_core.training.evaluate import evaluate
 from dmpo_core.training.rollout import encode_prompts
 from dmpo.backends import builtin
-from dmpo.backends.llada_model import ABSOLUTE, POSITION_EMBEDDING_TYPES
+from dmpo.backends.llada import ABSOLUTE, POSITION_EMBEDDING_TYPES
 
 NAME = "sudoku-tiny"
 ROPE_THETA = 500000.0
@@ -171,7 +171,7 @@ def build(output: Path, *, seed: int, blank_weight: float, target: float, max_st
             "name": NAME, "seed": seed, "blank_weight": blank_weight, "target": target, "lr": lr,
             "batch_size": batch_size, "eval_every": eval_every, "positions": positions, "rope_theta": rope_theta,
             "steps": step, "seconds": round(seconds, 1), "history": history,
-            "command": "python -m dmpo.backends.make_builtin",
+            "command": "python tools/make_builtin.py",
         }
         (staging / "BUILD.json").write_text(json.dumps(record, indent=2))
         if output.exists():

@@ -633,15 +633,8 @@ def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFP
         if options.reference:
             reference_model = copy.deepcopy(net).requires_grad_(False).train(False)
     source = LoadedFrom(model=model, folder=folder, format=fmt, raw_config=raw)
-    return HFPolicy(
-        model=net,
-        tokenizer=tokenizer,
-        family=family,
-        ids=ids,
-        options=options,
-        source=source,
-        reference_model=reference_model,
-    )
+    return HFPolicy(model=net, tokenizer=tokenizer, family=family, ids=ids, options=options, source=source,
+                    reference_model=reference_model)
 
 
 __all__ = [

@@ -1,6 +1,8 @@
 """Tiny random checkpoints in the REAL on-disk formats, and a tiny character tokenizer.
 
-Tests, benchmarks and the built-in small models all build their checkpoints here, so every
+Tests, benchmarks and the built-in small models all build their checkpoints here
+(:func:`write_tiny_checkpoint` for any family, a plugin's too; :func:`write_tiny_llada` and
+:func:`write_tiny_dream` fill in those families' config.json), so every
 one of them goes through the same loading path as LLaDA-8B or Dream-7B: an original LLaDA
 folder (config.json with ``d_model`` ..., tensors ``model.transformer.blocks.N.*``,
 sharded safetensors with an index) or a Dream folder (Qwen2 tensors, ``model_type
@@ -179,15 +181,11 @@ def write_tiny_llada(
     n_kv_heads: int | None = None,
     mlp_hidden_size: int | None = None,
     vocab_size: int | None = None,
-    seed: int = 0,
-    shards: int = 2,
-    fmt: str = "original",
-    dtype: str = "float32",
-    init_std: float = 0.02,
     rope_theta: float = 500000.0,
     rope: bool = True,
     max_sequence_length: int = 4096,
     extra_config: Mapping[str, Any] | None = None,
+    **checkpoint: Any,
 ) -> Path:
     """Write a random LLaDA checkpoint folder and return its path.
 
@@ -196,14 +194,11 @@ def write_tiny_llada(
         d_model, n_layers, n_heads, n_kv_heads, mlp_hidden_size: sizes (defaults: kv heads =
             heads, MLP 3 x d_model as in LLaDA-8B's 12288 = 3 x 4096).
         vocab_size: embedding rows (default: the tiny tokenizer's 103; more rows are unused ids).
-        seed: seed of the random weights (a private generator; global RNG untouched).
-        shards: number of safetensors files (with ``model.safetensors.index.json``).
-        fmt: ``original`` (LLaDA layout) or ``converted`` (Llama layout).
-        dtype: ``float32`` or ``bfloat16`` weights.
-        init_std: standard deviation of the random projection and embedding weights.
         rope: False writes LLaDA's ``rope: false`` variant: learned absolute position
             embeddings ``transformer.wpe`` of ``max_sequence_length`` rows instead of RoPE.
         extra_config: keys merged into the original config.json (to test odd configs).
+        checkpoint: ``seed``, ``shards``, ``fmt`` (``original``: LLaDA layout, ``converted``:
+            Llama layout), ``dtype``, ``init_std``, as :func:`write_tiny_checkpoint` takes them.
     """
     raw: dict[str, Any] = {
         "model_type": "llada",
@@ -221,7 +216,7 @@ def write_tiny_llada(
         "max_sequence_length": max_sequence_length,
         **dict(extra_config or {}),
     }
-    return write_tiny_checkpoint(path, LLADA, raw, seed=seed, shards=shards, fmt=fmt, dtype=dtype, init_std=init_std)
+    return write_tiny_checkpoint(path, LLADA, raw, **checkpoint)
 
 
 def write_tiny_dream(
@@ -233,18 +228,15 @@ def write_tiny_dream(
     num_key_value_heads: int = 2,
     intermediate_size: int | None = None,
     vocab_size: int | None = None,
-    seed: int = 0,
-    shards: int = 2,
-    fmt: str = "original",
-    dtype: str = "float32",
-    init_std: float = 0.02,
     rope_theta: float = 1_000_000.0,
     extra_config: Mapping[str, Any] | None = None,
+    **checkpoint: Any,
 ) -> Path:
     """Write a random Dream checkpoint folder (Qwen2 tensors with q/k/v biases, grouped
     key/value heads, ``model_type "Dream"``) and return its path.
 
-    Arguments as :func:`write_tiny_llada`, with Qwen2's size names; ``intermediate_size``
+    Arguments as :func:`write_tiny_llada` (``checkpoint``: those of :func:`write_tiny_checkpoint`),
+    with Qwen2's size names; ``intermediate_size``
     defaults to ``4 * hidden_size``; ``fmt="converted"`` writes ``model_type "qwen2"``.
     """
     rows = vocab_size or len(SPECIAL_TOKENS + CHARACTERS)
@@ -265,4 +257,4 @@ def write_tiny_dream(
         "use_sliding_window": False,
         **dict(extra_config or {}),
     }
-    return write_tiny_checkpoint(path, DREAM, raw, seed=seed, shards=shards, fmt=fmt, dtype=dtype, init_std=init_std)
+    return write_tiny_checkpoint(path, DREAM, raw, **checkpoint)

@@ -47,12 +47,12 @@ def test_shipped_base_is_an_original_layout_llada_checkpoint():
 
 
 def test_shipped_recipe_is_make_builtins_and_evaluates_as_the_base_was_measured():
-    from dmpo.cli import build
-
     from dmpo_core.training import TrainConfig
+    from dmpo_core.training.build import plan
 
     shipped_recipe = builtin.recommended_config(f"builtin:{make_builtin.NAME}")
     assert shipped_recipe == make_builtin.RECIPE  # the yaml is the one the documented command writes
-    name, options = build.eval_sampler_spec(TrainConfig.from_dict(shipped_recipe))
+    sampler = plan(TrainConfig.from_dict(shipped_recipe)).eval_sampler
     # the demo's step-0 figure is the base's BUILD.json figure only if evaluation decodes like the build did
-    assert (name, options["steps"], options["temperature"]) == ("low-confidence", make_builtin.EVAL_STEPS, 0.0)
+    assert (type(sampler).__name__, sampler.steps, sampler.temperature) == (
+        "LowConfidenceSampler", make_builtin.EVAL_STEPS, 0.0)

@@ -25,3 +25,14 @@ def test_build_writes_a_loadable_original_layout_model_with_its_recipe(tmp_path,
 
     policy = load_llada_policy(str(out), reference=False)
     assert policy.mask_id == config["mask_token_id"]
+
+
+def test_the_build_script_runs_as_documented():
+    import subprocess
+    import sys
+
+    from make_builtin_tool import PATH
+
+    out = subprocess.run([sys.executable, str(PATH), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "builtin:sudoku-tiny" in out.stdout and "--positions" in out.stdout

@@ -1,12 +1,12 @@
 """Checkpoint folders on disk: find, check and write them.
 
 Family-neutral: what differs between families comes from their
-:class:`~dmpo.backends.family.Family`. Loading never writes into the user's folder and turns every problem (no config.json, no
-weights, unknown ``model_type``, missing/unexpected tensors, wrong shapes, a tokenizer
-without a mask token) into ONE :class:`~dmpo_core.errors.CheckpointError` that names the
-file and what is wrong, before transformers sees the folder. Saving writes into a
-temporary sibling folder and renames it into place, so a crash never leaves half a
-checkpoint under the requested name.
+:class:`~dmpo.backends.family.Family`. Loading never writes into the user's folder and
+turns every problem (no config.json, no weights, unknown ``model_type``,
+missing/unexpected tensors, wrong shapes, a tokenizer without a mask token) into ONE
+:class:`~dmpo_core.errors.CheckpointError` that names the file and what is wrong, before
+transformers sees the folder. Saving writes into a temporary sibling folder and renames it
+into place, so a crash never leaves half a checkpoint under the requested name.
 """
 
 from __future__ import annotations

@@ -147,7 +147,9 @@ class HFBackendOptions:
     are validators, the checks between fields run in ``__attrs_post_init__``.
     """
 
-    dtype: str = attrs.field(default="float32", validator=_check(lambda v: v in DTYPES, f"use one of {', '.join(DTYPES)}"))
+    dtype: str = attrs.field(
+        default="float32", validator=_check(lambda v: v in DTYPES, f"use one of {', '.join(DTYPES)}")
+    )
     """Weight dtype: ``float32``, ``bfloat16`` or ``float16``."""
     device: str | None = attrs.field(default=None, validator=_check(_is_device, "use e.g. 'cpu', 'cuda' or 'cuda:0'"))
     """Where to put the model (``cpu``, ``cuda``, ``cuda:1``...); None: cpu unless ``device_map``."""
@@ -155,7 +157,9 @@ class HFBackendOptions:
         default=None, validator=_check(_optional(lambda v: isinstance(v, str | Mapping)), "pass a string or a mapping")
     )
     """A transformers/accelerate device map (``"auto"`` ...); excludes ``device``."""
-    attn_implementation: str = attrs.field(default="sdpa", validator=_check(lambda v: v in ATTN_IMPLEMENTATIONS, _attn_fix))
+    attn_implementation: str = attrs.field(
+        default="sdpa", validator=_check(lambda v: v in ATTN_IMPLEMENTATIONS, _attn_fix)
+    )
     """Attention kernel: ``sdpa``, ``eager`` or ``flex_attention`` (flash-attention 2 would run causal)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (saves memory, costs one more forward)."""
@@ -173,7 +177,9 @@ class HFBackendOptions:
         default=None, validator=_check(_optional(lambda v: isinstance(v, int) and v >= 1), "use a positive integer")
     )
     """Overrides the adapter rank (default 128); needs ``lora``."""
-    lora_alpha: float | None = attrs.field(default=None, validator=_check(_optional(lambda v: v > 0), "use a positive number"))
+    lora_alpha: float | None = attrs.field(
+        default=None, validator=_check(_optional(lambda v: v > 0), "use a positive number")
+    )
     """Overrides the LoRA scale numerator (default 64); needs ``lora``."""
     lora_dropout: float | None = attrs.field(
         default=None, validator=_check(_optional(lambda v: 0.0 <= v < 1.0), "use a value in [0, 1)")

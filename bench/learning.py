@@ -32,9 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from dmpo_core.training import TrainConfig, train
+from dmpo_core.training import TrainConfig, build, train
 from dmpo.backends import builtin
-from dmpo.cli import build, configfile
+from dmpo.cli import configfile
 
 VARIANTS = {
     "dmpo-g8": {},

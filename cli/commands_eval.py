@@ -12,10 +12,11 @@ import torch
 
 from dmpo_core.errors import ConfigError
 from dmpo_core.registry import get_registry
+from dmpo_core.training.build import load_policy, make_sampler
 from dmpo_core.training.evaluate import evaluate
 from dmpo_core.training.rollout import decode_completions, encode_prompts
 from dmpo.backends import builtin
-from dmpo.cli import build, configfile
+from dmpo.cli import configfile
 
 
 def _options(sets: tuple[str, ...]) -> dict:
@@ -23,12 +24,22 @@ def _options(sets: tuple[str, ...]) -> dict:
 
 
 def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float,
-             remasking: str | None):
-    options = {"gen_length": gen_length, "block_length": block_length, "temperature": temperature,
+             remasking: str | None, sampler_sets: tuple[str, ...] = ()):
+    """The sampler from the length/steps/temperature flags and its own ``--sampler-option``s
+    (checked against its options class; an option it does not have is a one-line error)."""
+    rollout = {"gen_length": gen_length, "block_length": block_length, "temperature": temperature,
                "steps": steps if steps is not None else gen_length // 2}
+    options = _options(sampler_sets)
     if remasking:
         options["remasking"] = remasking
-    return build.make_sampler(name, options)
+    return make_sampler(name, rollout, options, path="--sampler-option")
+
+
+def _task_options(task: str, model: str, sets: tuple[str, ...]) -> dict:
+    """A built-in model's recommended task options (only for the task it was tuned on) < ``--task-option``."""
+    recipe = builtin.recommended_config(model)
+    base = recipe.get("task_options", {}) if recipe.get("task") == task else {}
+    return {**base, **_options(sets)}
 
 
 def _recommended(model: str, key: str, default):
@@ -45,6 +56,9 @@ SAMPLING_OPTIONS = [
     click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default=None,
                  help="Which positions a step commits (low-confidence sampler; default low_confidence)."),
     click.option("--sampler", default="low-confidence", show_default=True, help="Registered sampler."),
+    click.option("--sampler-option", "sampler_sets", multiple=True, metavar="KEY=VALUE",
+                 help="Sampler option, e.g. threshold=0.9 (fast-dllm) or gamma=0.1 (eb); `dmpo plugins SAMPLER` "
+                      "lists them (repeatable)."),
     click.option("--backend", default="llada", show_default=True, help="Registered backend."),
     click.option("--backend-option", "backend_sets", multiple=True, metavar="KEY=VALUE",
                  help="Backend option, e.g. dtype=bfloat16 or device=cuda (repeatable)."),
@@ -74,19 +88,18 @@ def _lengths(model, gen_length, block_length):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and of sampling.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="JSON-lines file with every generation, its parsed answer and score (for audits).")
-def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, backend, backend_sets,
-             task_sets, batch_size, limit, seed, output) -> None:
+def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
+             backend_sets, task_sets, batch_size, limit, seed, output) -> None:
     """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time."""
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ConfigError(["--batch-size and --limit must be >= 1"], source="dmpo eval")
     gen_length, block_length = _lengths(model, gen_length, block_length)
-    task_obj = get_registry().create("task", task, **{**builtin.recommended_config(model).get("task_options", {}),
-                                                      **_options(task_sets)})
-    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking)
+    task_obj = get_registry().create("task", task, "--task-option", **_task_options(task, model, task_sets))
+    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
     items = list(task_obj.test_items())
     if limit is not None and limit < len(items):
         items = random.Random(seed).sample(items, limit)
-    policy = build.load_policy(backend, model, _options(backend_sets))
+    policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")
     with click.progressbar(length=len(items), label="eval", file=sys.stderr) as bar:
         metrics, records = evaluate(policy, task_obj, samp, items, batch_size=batch_size, gen_length=gen_length,
                                     generator=torch.Generator().manual_seed(seed), progress=bar.update)
@@ -106,12 +119,12 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
 @click.option("--chat/--no-chat", default=True, show_default=True,
               help="Wrap the prompt in the tokenizer's chat template when it has one.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, backend, backend_sets,
-             chat, seed) -> None:
+def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
+             backend_sets, chat, seed) -> None:
     """Complete one PROMPT and print the completion."""
     gen_length, block_length = _lengths(model, gen_length, block_length)
-    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking)
-    policy = build.load_policy(backend, model, _options(backend_sets))
+    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
+    policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")
     tok = policy.tokenizer
     text = prompt
     if chat and getattr(tok, "chat_template", None):

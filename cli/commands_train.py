@@ -11,8 +11,9 @@ import click
 from dmpo_core.errors import ConfigError
 from dmpo_core.training import TrainConfig, train as run_training
 from dmpo_core.training import checkpoint as ckpt
+from dmpo_core.training.build import build_components, plan
 from dmpo.backends import builtin
-from dmpo.cli import build, configfile
+from dmpo.cli import configfile
 from dmpo.cli.progress import TrainProgress
 
 
@@ -80,9 +81,9 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     """
     cfg = resolve_config(backend, task, model, config_file, sets)
     out = Path(output_dir)
-    build.plan(cfg)  # every name and option checked before the model loads
+    checked = plan(cfg)  # every name and option checked before the model loads
     check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
-    comp = build.build_components(cfg)
+    comp = build_components(cfg, checked=checked)
     evals: list[dict] = []
     with TrainProgress(total=cfg.total_steps, quiet=quiet) as bar:
         def on_eval(record: dict) -> None:

@@ -12,6 +12,7 @@ which third-party plugins load; the ``dmpo`` distribution's own always load.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +28,23 @@ from dmpo_core.errors import ConfigError, DuplicateNameError, InvalidArgumentErr
 ENTRY_POINT_GROUP = "dmpo"
 ENV_RESTRICT = "DMPO_PLUGINS"
 OWN_DISTRIBUTION = "dmpo"
+
+#: The built-in plugins, ``(entry-point name, module)``, loaded directly (before any entry
+#: point) so that a checkout whose distribution metadata is missing or stale still has every
+#: built-in component, and a third-party plugin can never take a built-in's name. They are
+#: also the ``dmpo`` distribution's entry points (pyproject.toml); a meta-test keeps the two equal.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("core", "dmpo_core.builtin"),
+    ("samplers", "dmpo_core.samplers"),
+    ("llada", "dmpo.backends.llada"),
+    ("dream", "dmpo.backends.dream"),
+    ("engines", "dmpo.backends.engines"),
+    ("rewards", "dmpo.tasks.rewards"),
+    ("sudoku", "dmpo.tasks.sudoku"),
+    ("countdown", "dmpo.tasks.countdown"),
+    ("gsm8k", "dmpo.tasks.gsm8k"),
+    ("math500", "dmpo.tasks.math500"),
+)
 
 #: kind -> hook that registers it. Every hook spec appears here (a meta-test checks it).
 HOOKS: dict[str, str] = {
@@ -207,27 +225,36 @@ def _collect(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Entry]
 
 
 def build_registry(
-    *, plugins: Sequence[tuple[str, object]] = (), entry_points: bool = True, restrict: set[str] | None = None
+    *,
+    plugins: Sequence[tuple[str, object]] = (),
+    entry_points: bool = True,
+    restrict: set[str] | None = None,
+    defaults: bool | None = None,
 ) -> Registry:
     """Load plugins and build a registry.
 
     Args:
-        plugins: extra ``(name, module_or_object)`` plugins to register first (tests use this).
+        plugins: extra ``(name, module_or_object)`` plugins to register (tests use this).
         entry_points: also load the entry-point group ``dmpo``.
         restrict: names of third-party entry points to load (None: all, or ``$DMPO_PLUGINS``).
+        defaults: load :data:`DEFAULT_PLUGINS` first (default: when ``entry_points`` is on).
 
-    Raises:
-        DuplicateNameError: two plugins registered the same name for one kind.
+    A plugin that fails to import, to register, or that registers a name another plugin
+    already holds (a built-in keeps its name) is left out whole and reported in
+    ``registry.report.failed`` with a one-line reason naming both plugins; the others load.
     """
     if restrict is None and os.environ.get(ENV_RESTRICT) is not None:
         restrict = {n.strip() for n in os.environ[ENV_RESTRICT].split(",") if n.strip()}
     registry = Registry()
     pm = plugin_manager()
-    candidates: list[tuple[str, Callable[[], object]]] = [(n, (lambda p=p: p)) for n, p in plugins]
+    candidates: list[tuple[str, Callable[[], object]]] = []
+    if entry_points if defaults is None else defaults:
+        candidates += [(n, (lambda m=m: importlib.import_module(m))) for n, m in DEFAULT_PLUGINS]
+    candidates += [(n, (lambda p=p: p)) for n, p in plugins]
     if entry_points:
         candidates += [(ep.name, ep.load) for ep in _entry_points() if _allowed(ep, restrict)]
     for name, load in candidates:
-        if pm.has_plugin(name):
+        if pm.has_plugin(name) or name in registry.report.failed:
             continue
         try:
             plugin = load()
@@ -238,6 +265,7 @@ def build_registry(
                 pm.unregister(plugin)
                 raise
             entries = _collect(pm, plugin, name)
+            _check_free(registry, entries)
         except Exception as err:  # noqa: BLE001 - any failure of a plugin is reported, not fatal
             reason = f"{type(err).__name__}: {err}".splitlines()[0]
             registry.report.failed[name] = reason
@@ -248,6 +276,20 @@ def build_registry(
             registry.add(entry)
         registry.report.loaded.append(name)
     return registry
+
+
+def _check_free(registry: Registry, entries: Sequence[Entry]) -> None:
+    """Raise DuplicateNameError when one of ``entries`` takes a name (or alias) already
+    registered, or one the same plugin registers twice, before any of them is added."""
+    mine: dict[tuple[str, str], Entry] = {}
+    for entry in entries:
+        for name in (entry.name, *entry.aliases):
+            if name in registry._aliases.get(entry.kind, {}):
+                other = registry.get(entry.kind, name)
+                raise DuplicateNameError(entry.kind, name, other.plugin, entry.plugin)
+            if (entry.kind, name) in mine:
+                raise DuplicateNameError(entry.kind, name, entry.plugin, entry.plugin)
+            mine[(entry.kind, name)] = entry
 
 
 _DEFAULT: Registry | None = None

@@ -134,6 +134,8 @@ class TrainConfig:
     """Keyword options of the task."""
     engine: str = "local"
     """Registered engine (``local``: one process, CPU or one GPU)."""
+    engine_options: dict[str, Any] = attrs.field(factory=dict)
+    """Keyword options of the engine, checked against its options class (``dmpo plugins ENGINE``)."""
     seed: int = 0
     """Seed of every random draw (data order, sampling, masks); a run is reproducible on CPU."""
     total_steps: int = attrs.field(default=100, validator=positive())

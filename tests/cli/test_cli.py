@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from dmpo.cli import main as cli_main
-from dmpo.cli import build
+from dmpo_core.training import build
 from dmpo_core.training import TrainConfig, train
 from dmpo_core.training import checkpoint as ckpt
 
@@ -190,3 +190,78 @@ def test_resume_refuses_a_planted_trainer_state_in_one_line(tmp_path):
     assert again.exit_code != 0
     assert "cannot be read safely" in again.output and "Traceback" not in again.output
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "backend_options.dtyp=bfloat16"], "backend_options.dtyp: unknown key; known keys here:"),
+        (["--set", "backend_options.dtype=float8"], "backend_options.dtype='float8'"),
+        (["--set", "engine_options.zero_stage=3"], "engine_options.zero_stage: unknown key"),
+        (["--set", "task_options.blanks=3"], "task_options.blanks: unknown key"),
+        (["--set", "weighting.options.alpha=-1"], "weighting.options.alpha=-1"),
+        (["--set", "weighting.options.baseline=mean"],
+         "weighting.options.baseline='mean': fixed to 'negative' by the name 'dmpo'"),
+        (["--set", "rollout.sampler_options.threshold=0.9"], "rollout.sampler_options.threshold: unknown key"),
+        (["--set", "rollout.sampler=fast-dllm", "--set", "rollout.sampler_options.threshold=2"],
+         "rollout.sampler_options.threshold=2"),
+        (["--set", "scoring.method=exact"], "scoring.method=exact: sampler 'low-confidence' records no per-token"),
+    ],
+)
+def test_component_options_are_checked_with_their_full_path_before_the_model_loads(tmp_path, args, needle):
+    result = CliRunner().invoke(CLI, ["train", "--output-dir", str(tmp_path / "r"), "--set", "weighting.scheme=dmpo",
+                                      *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert "rollout.rollout" not in result.output
+    assert not (tmp_path / "r").exists()  # nothing written before the checks
+
+
+def test_a_bad_value_taken_from_rollout_is_reported_under_rollout():
+    from dmpo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        build.make_sampler("fast-dllm", {"gen_length": 16, "block_length": 5, "temperature": 0.0}, {},
+                           path="rollout.sampler_options")
+    assert "rollout.block_length=5" in str(err.value) and "sampler_options.block_length" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--task-option", "blanks=3"], "--task-option.blanks: unknown key"),
+        (["--backend-option", "dtyp=float32"], "--backend-option.dtyp: unknown key"),
+        (["--sampler-option", "threshold=0.5"], "--sampler-option.threshold: unknown key"),
+        (["--sampler", "fast-dllm", "--sampler-option", "threshold=1.5"], "--sampler-option.threshold=1.5"),
+    ],
+)
+def test_eval_options_are_one_line_errors(args, needle):
+    result = CliRunner().invoke(CLI, ["eval", "--task", "sudoku", "--model", "builtin:sudoku-tiny", *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_eval_takes_sampler_options():
+    result = run("eval", "--task", "sudoku", "--model", "builtin:sudoku-tiny", "--limit", "4", "--batch-size", "4",
+                 "--sampler", "fast-dllm", "--sampler-option", "threshold=0.5")
+    assert result.exit_code == 0, result.output
+    assert "mean_nfe" in result.output
+
+
+def test_a_builtin_models_task_options_apply_only_to_its_task():
+    result = run("eval", "--task", "countdown", "--model", "builtin:sudoku-tiny", "--limit", "2", "--batch-size", "2",
+                 "--task-option", "prompt_style=compact", "--gen-length", "16", "--block-length", "16")
+    assert result.exit_code == 0, result.output  # the recipe's fixed_givens (a sudoku option) is not passed
+
+
+def test_plugins_name_shows_a_components_options():
+    result = run("plugins", "dmpo-mean")
+    assert result.exit_code == 0, result.output
+    assert "baseline = 'mean' (fixed by the name)" in result.output
+    assert "alpha: float = 0.04" in result.output and "KL temperature" in result.output
+    shown = run("plugins", "llada", "--json")
+    [entry] = json.loads(shown.output)
+    assert {o["name"] for o in entry["options"]} >= {"dtype", "device", "lora", "gradient_checkpointing"}
+    missing = CliRunner().invoke(CLI, ["plugins", "no-such-thing"])
+    assert missing.exit_code == 2 and "unknown component 'no-such-thing'" in missing.output

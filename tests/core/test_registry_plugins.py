@@ -41,7 +41,7 @@ def test_builtin_weightings_and_objectives_are_registered():
     assert reg.names("objective") == ["ddo", "wdce"]
     scheme = reg.create("weighting", "dmpo-mean", alpha=0.1)
     assert isinstance(scheme, DmpoWeighting) and scheme.baseline == "mean" and scheme.alpha == 0.1
-    assert reg.get("weighting", "dmpo").factory().baseline == "negative"  # the paper's default
+    assert reg.create("weighting", "dmpo").baseline == "negative"  # the paper's default
     assert reg.report.loaded == ["core"] and reg.report.failed == {}
 
 
@@ -54,20 +54,41 @@ def test_unknown_name_lists_the_available_names():
     assert info.value.available == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased"]
 
 
-def test_duplicate_name_names_both_plugins():
+def test_duplicate_name_names_both_plugins_and_the_first_keeps_it():
     first = fake_plugin("first", register_weightings=registering("same"))
-    second = fake_plugin("second", register_weightings=registering("same"))
-    with pytest.raises(DuplicateNameError) as info:
-        build_registry(plugins=[("first-plugin", first), ("second-plugin", second)], entry_points=False)
-    assert "'first-plugin'" in str(info.value) and "'second-plugin'" in str(info.value)
-    assert info.value.plugins == ("first-plugin", "second-plugin")
+    second = fake_plugin("second", register_weightings=registering("same", "other"))
+    reg = build_registry(plugins=[("first-plugin", first), ("second-plugin", second)], entry_points=False)
+    reason = reg.report.failed["second-plugin"]
+    assert reason.startswith("DuplicateNameError") and "'first-plugin'" in reason and "'second-plugin'" in reason
+    assert reg.get("weighting", "same").plugin == "first-plugin"
+    assert reg.names("weighting") == ["same"]  # the failed plugin is left out whole ("other" too)
+    assert reg.report.loaded == ["first-plugin"]
+    with pytest.raises(DuplicateNameError) as info:  # adding by hand still raises, naming both
+        reg.add(reg.get("weighting", "same"))
+    assert info.value.plugins == ("first-plugin", "first-plugin")
 
 
 def test_an_alias_colliding_with_a_name_is_a_duplicate():
     first = fake_plugin("first", register_weightings=registering("alpha-scheme"))
     second = fake_plugin("second", register_weightings=registering("beta-scheme", aliases=("alpha-scheme",)))
-    with pytest.raises(DuplicateNameError, match="alpha-scheme"):
-        build_registry(plugins=[("a", first), ("b", second)], entry_points=False)
+    reg = build_registry(plugins=[("a", first), ("b", second)], entry_points=False)
+    assert "alpha-scheme" in reg.report.failed["b"] and reg.names("weighting") == ["alpha-scheme"]
+
+
+def test_a_third_party_plugin_taking_a_builtin_name_is_isolated():
+    hijack = fake_plugin("hijack", register_weightings=registering("dmpo"))
+    reg = build_registry(plugins=[("hijack", hijack)], entry_points=False, defaults=True)
+    assert reg.get("weighting", "dmpo").plugin == "core"  # the built-in keeps its name
+    assert "registered twice" in reg.report.failed["hijack"]
+    assert "llada" in reg.names("backend") and "sudoku" in reg.names("task")  # everything else loads
+
+
+def test_default_plugins_are_the_distributions_entry_points():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert dict(registry_module.DEFAULT_PLUGINS) == project["project"]["entry-points"]["dmpo"]
 
 
 def test_aliases_resolve_to_the_canonical_entry():
@@ -97,7 +118,7 @@ def test_a_plugin_failing_to_import_is_reported_by_name(monkeypatch):
     ]
     monkeypatch.setattr(registry_module, "_entry_points", lambda: eps)
     monkeypatch.delenv("DMPO_PLUGINS", raising=False)
-    reg = build_registry()
+    reg = build_registry(defaults=False)
     assert reg.report.failed["broken-import"].startswith("ModuleNotFoundError")
     assert "dmpo_no_such_module_xyz" in reg.report.failed["broken-import"]
     assert reg.report.loaded == ["core"]
@@ -133,7 +154,7 @@ def test_env_var_restricts_third_party_entry_points(monkeypatch):
 
     monkeypatch.setattr(registry_module, "_entry_points", lambda: [ep("wanted"), ep("unwanted")])
     monkeypatch.setenv("DMPO_PLUGINS", "wanted")
-    reg = build_registry()
+    reg = build_registry(defaults=False)
     assert reg.report.loaded == ["wanted"]
 
 

@@ -14,17 +14,14 @@ it is at most ``gen_length``. ALGORITHM.md section 5.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
 
-from dmpo_core.contracts import LogitsFn
 from dmpo_core.samplers.common import DecodeResult, DecodingSampler, adaptive_decode
-from dmpo_core.samplers.config import (
-    block_problems,
-    raise_problems,
-    temperature_problem,
-)
+from dmpo_core.samplers.config import raise_problems
 
 
 def threshold_rule(threshold: float):
@@ -69,39 +66,16 @@ class FastDllmSampler(DecodingSampler):
     """Commit every masked position whose predicted token's probability exceeds this, in (0, 1]."""
 
     def __attrs_post_init__(self) -> None:
-        problems: list[str | None] = [
-            *block_problems(self.gen_length, self.block_length),
-            temperature_problem(self.temperature),
-        ]
+        problems = self.common_problems()
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not (
             0.0 < self.threshold <= 1.0
         ):
             problems.append(f"threshold={self.threshold!r}: pass a probability in (0, 1] (0.9 is Fast-dLLM's)")
         raise_problems(problems, "fast-dllm")
 
-    def decode(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> DecodeResult:
-        """Decode and return the whole trajectory record."""
-        return adaptive_decode(
-            logits_fn,
-            prompt_ids,
-            prompt_mask,
-            mask_id=mask_id,
-            gen_length=self.gen_length,
-            block_length=self.block_length,
-            temperature=float(self.temperature),
-            rule=threshold_rule(float(self.threshold)),
-            generator=generator,
-            prefill=prefill,
-        )
+    def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
+        """Adaptive decoding, committing every position above the threshold (at least one)."""
+        return adaptive_decode, {"rule": threshold_rule(float(self.threshold))}
 
 
 @attrs.frozen(kw_only=True)
@@ -122,37 +96,13 @@ class EntropyBoundedSampler(DecodingSampler):
     """Entropy budget in nats: larger commits more positions per step (0: one per step unless ties)."""
 
     def __attrs_post_init__(self) -> None:
-        problems: list[str | None] = [
-            *block_problems(self.gen_length, self.block_length),
-            temperature_problem(self.temperature),
-        ]
+        problems = self.common_problems()
         if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not (
             math.isfinite(self.gamma) and self.gamma >= 0
         ):
             problems.append(f"gamma={self.gamma!r}: pass a finite entropy budget >= 0 (in nats)")
         raise_problems(problems, "eb")
 
-    def decode(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> DecodeResult:
-        """Decode and return the whole trajectory record."""
-        return adaptive_decode(
-            logits_fn,
-            prompt_ids,
-            prompt_mask,
-            mask_id=mask_id,
-            gen_length=self.gen_length,
-            block_length=self.block_length,
-            temperature=float(self.temperature),
-            rule=entropy_bound_rule(float(self.gamma)),
-            need_entropy=True,
-            generator=generator,
-            prefill=prefill,
-        )
+    def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
+        """Adaptive decoding, committing the lowest-entropy positions within the budget."""
+        return adaptive_decode, {"rule": entropy_bound_rule(float(self.gamma)), "need_entropy": True}

@@ -22,6 +22,7 @@ copying ``[N, K, V]`` noise across devices.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
@@ -56,9 +57,11 @@ class DecodeResult:
 class DecodingSampler:
     """The :class:`~dmpo_core.contracts.Sampler` call shared by every sampler here.
 
-    A subclass implements ``decode(...) -> DecodeResult``; calling it returns the
-    contract's :class:`~dmpo_core.data.SampleOutput`, with the per-token log-probs and the
-    decoding order when ``returns_logp`` is true.
+    A subclass is a frozen attrs config with ``gen_length``, ``block_length`` and
+    ``temperature`` fields and says in :meth:`decoder` which decoding loop it runs with which
+    further settings; :meth:`decode` returns the full :class:`DecodeResult`, and calling the
+    sampler returns the contract's :class:`~dmpo_core.data.SampleOutput`, with the per-token
+    log-probs and the decoding order when ``returns_logp`` is true.
     """
 
     __slots__ = ()
@@ -67,6 +70,37 @@ class DecodingSampler:
     def returns_logp(self) -> bool:
         """Whether a call returns ``token_logp`` and ``commit_step``."""
         return False
+
+    def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
+        """The decoding loop (:func:`scheduled_decode` or :func:`adaptive_decode`) and its
+        keyword settings beyond the lengths, temperature, generator and prefill."""
+        raise NotImplementedError
+
+    def decode(
+        self,
+        logits_fn: LogitsFn,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        *,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+        prefill: torch.Tensor | None = None,
+    ) -> DecodeResult:
+        """Decode and return the whole trajectory record (completions, NFE, log-probs, commit steps)."""
+        run, settings = self.decoder()
+        return run(
+            logits_fn, prompt_ids, prompt_mask, mask_id=mask_id,
+            gen_length=self.gen_length, block_length=self.block_length,  # type: ignore[attr-defined]
+            temperature=float(self.temperature),  # type: ignore[attr-defined]
+            generator=generator, prefill=prefill, **settings,
+        )
+
+    def common_problems(self) -> list[str | None]:
+        """Problems of the shared fields (lengths and temperature), for ``__attrs_post_init__``."""
+        from dmpo_core.samplers.config import block_problems, temperature_problem
+
+        return [*block_problems(self.gen_length, self.block_length),  # type: ignore[attr-defined]
+                temperature_problem(self.temperature)]  # type: ignore[attr-defined]
 
     def __call__(
         self,
@@ -82,7 +116,7 @@ class DecodingSampler:
 
         ``prefill [N, L]`` holds ``mask_id`` at the positions to decode and fixed tokens elsewhere.
         """
-        result = self.decode(  # type: ignore[attr-defined]
+        result = self.decode(
             logits_fn, prompt_ids, prompt_mask, mask_id=mask_id, generator=generator, prefill=prefill
         )
         return result.to_sample_output(with_logp=self.returns_logp)

@@ -5,20 +5,14 @@ Registered as ``low-confidence`` and ``random-remask`` (ALGORITHM.md section 5).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import attrs
-import torch
 
-from dmpo_core.contracts import LogitsFn
 from dmpo_core.errors import ConfigError
 from dmpo_core.samplers.common import DecodeResult, DecodingSampler, scheduled_decode
-from dmpo_core.samplers.config import (
-    block_problems,
-    raise_problems,
-    steps_problems,
-    temperature_problem,
-)
+from dmpo_core.samplers.config import raise_problems, steps_problems
 
 REMASKING: tuple[str, ...] = ("low_confidence", "random")
 
@@ -58,10 +52,9 @@ class LowConfidenceSampler(DecodingSampler):
     trajectory log-probability only with ``remasking="random"``."""
 
     def __attrs_post_init__(self) -> None:
-        problems: list[str | None] = [
-            *block_problems(self.gen_length, self.block_length),
+        problems = [
+            *self.common_problems(),
             *([] if self.steps is None else steps_problems(self.steps, self.gen_length, self.block_length)),
-            temperature_problem(self.temperature),
         ]
         if self.remasking not in REMASKING:
             problems.append(f"remasking={self.remasking!r}: choose one of {', '.join(REMASKING)}")
@@ -74,30 +67,9 @@ class LowConfidenceSampler(DecodingSampler):
         """The steps actually used (``steps``, or ``gen_length`` when it is None)."""
         return self.gen_length if self.steps is None else self.steps
 
-    def decode(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> DecodeResult:
-        """Decode and return the whole trajectory record (completions, NFE, log-probs, commit steps)."""
-        return scheduled_decode(
-            logits_fn,
-            prompt_ids,
-            prompt_mask,
-            mask_id=mask_id,
-            gen_length=self.gen_length,
-            block_length=self.block_length,
-            steps=self.num_steps,
-            temperature=float(self.temperature),
-            remasking=self.remasking,
-            generator=generator,
-            prefill=prefill,
-        )
+    def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
+        """The fixed schedule of ``num_steps`` steps, most confident (or random) positions first."""
+        return scheduled_decode, {"steps": self.num_steps, "remasking": self.remasking}
 
     @property
     def returns_logp(self) -> bool:

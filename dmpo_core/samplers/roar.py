@@ -9,16 +9,13 @@ replays the same order under the reference to give the exact ``log p_ref(x)``.
 
 from __future__ import annotations
 
-import attrs
-import torch
+from collections.abc import Callable
+from typing import Any
 
-from dmpo_core.contracts import LogitsFn
+import attrs
+
 from dmpo_core.samplers.common import DecodeResult, DecodingSampler, scheduled_decode
-from dmpo_core.samplers.config import (
-    block_problems,
-    raise_problems,
-    temperature_problem,
-)
+from dmpo_core.samplers.config import raise_problems
 
 
 @attrs.frozen(kw_only=True)
@@ -42,39 +39,14 @@ class RoarSampler(DecodingSampler):
     """Record log-probs of ``softmax(logits / temperature)`` (the proposal) instead of the model's."""
 
     def __attrs_post_init__(self) -> None:
-        problems: list[str | None] = [
-            *block_problems(self.gen_length, self.block_length),
-            temperature_problem(self.temperature),
-        ]
+        problems = self.common_problems()
         if not isinstance(self.tempered_logp, bool):
             problems.append(f"tempered_logp={self.tempered_logp!r}: pass true or false")
         raise_problems(problems, "roar")
 
-    def decode(
-        self,
-        logits_fn: LogitsFn,
-        prompt_ids: torch.Tensor,
-        prompt_mask: torch.Tensor,
-        *,
-        mask_id: int,
-        generator: torch.Generator | None = None,
-        prefill: torch.Tensor | None = None,
-    ) -> DecodeResult:
-        """Decode and return the whole trajectory record (completions, NFE, log-probs, commit steps)."""
-        return scheduled_decode(
-            logits_fn,
-            prompt_ids,
-            prompt_mask,
-            mask_id=mask_id,
-            gen_length=self.gen_length,
-            block_length=self.block_length,
-            steps=self.gen_length,
-            temperature=float(self.temperature),
-            remasking="random",
-            generator=generator,
-            prefill=prefill,
-            tempered_logp=self.tempered_logp,
-        )
+    def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
+        """One random position per step, recording the log-probs (tempered ones when asked)."""
+        return scheduled_decode, {"steps": self.gen_length, "remasking": "random", "tempered_logp": self.tempered_logp}
 
     @property
     def returns_logp(self) -> bool:

@@ -41,10 +41,10 @@ class RolloutConfig:
         ok_div = self.gen_length % self.block_length == 0
         cross_checks(
             [
-                (ok_div, f"rollout.gen_length={self.gen_length}: must be a multiple of rollout.block_length={self.block_length}"),
+                (ok_div, f"gen_length={self.gen_length}: must be a multiple of rollout.block_length={self.block_length}"),
                 (
                     not ok_div or self.steps % (self.gen_length // self.block_length) == 0,
-                    f"rollout.steps={self.steps}: must be a multiple of the number of blocks "
+                    f"steps={self.steps}: must be a multiple of the number of blocks "
                     f"({self.gen_length // max(self.block_length, 1)})",
                 ),
             ]
@@ -73,7 +73,7 @@ class ScoringConfig:
     def __attrs_post_init__(self) -> None:
         cross_checks(
             [(not self.antithetic or self.replicates % 2 == 0,
-              f"scoring.replicates={self.replicates}: antithetic masks come in pairs; use an even number")]
+              f"replicates={self.replicates}: antithetic masks come in pairs; use an even number")]
         )
 
 

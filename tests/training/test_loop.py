@@ -140,6 +140,7 @@ def test_invalid_config_reports_every_problem_at_once():
     with pytest.raises(ConfigError) as err:
         TrainConfig.from_dict({"rollout": {"gen_length": 10, "block_length": 4}, "scoring": {"replicates": 3}})
     assert "multiple of rollout.block_length" in str(err.value)
+    assert "rollout.gen_length=10" in str(err.value) and "rollout.rollout" not in str(err.value)
     with pytest.raises(ConfigError, match="scoring.replicates=3"):
         TrainConfig.from_dict({"scoring": {"replicates": 3}})
 

@@ -90,7 +90,8 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
             evals.append(record)
             bar.note_eval(record)
 
-        last = run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=on_eval)
+        last = run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=on_eval,
+                            on_notice=bar.note)
     click.echo(summarize(out))
     if last.get("stopped") == "max_minutes":
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps}: the max_minutes={cfg.max_minutes:g} time "

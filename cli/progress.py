@@ -42,3 +42,11 @@ class TrainProgress:
             click.echo(line, err=True)
         else:
             self.progress.console.print(line)
+
+    def note(self, message: str) -> None:
+        """A one-line notice (a damaged checkpoint passed over ...), shown even when quiet."""
+        line = f"notice: {message}"
+        if self.quiet:
+            click.echo(line, err=True)
+        else:
+            self.progress.console.print(line)

@@ -9,18 +9,24 @@ Layout of a run folder::
         step, trainable tensors, reference snapshot, optimizer/scheduler state,
         RNG states, counters
     RUN/checkpoints/step-000050/rollout.pt   the last rollout batch
+    RUN/checkpoints/step-000050/checksums.json   SHA-256 of every file above
     RUN/checkpoints/latest                the name of the newest complete checkpoint
 
 Every checkpoint is written into a temporary folder and renamed into place, and
 ``latest`` is replaced atomically afterwards, so a kill at any moment leaves the
-previous checkpoint loadable.
+previous checkpoint loadable. A resume verifies the checksums and the trainer state's
+keys, and falls back to the newest intact checkpoint (saying so) when the latest one is
+damaged: flipped bytes in a stored tensor, a truncated file, a garbled ``latest``.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,11 @@ from dmpo_core.errors import CheckpointError
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+CHECKSUMS = "checksums.json"
+#: Keys every trainer state holds (a state missing one is damaged).
+STATE_KEYS: frozenset[str] = frozenset({"step", "trainable", "ref_snapshot", "engine", "generator", "torch_rng",
+                                        "counters"})
+Notice = Callable[[str], None]
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -70,22 +81,99 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    policy.save(str(tmp / "policy"))
-    torch.save(trainer_state, tmp / "trainer.pt")
-    if rollout is not None:
-        torch.save(rollout, tmp / "rollout.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _atomic_write_text(root / LATEST, name)
+    try:
+        tmp.mkdir()
+        policy.save(str(tmp / "policy"))
+        torch.save(trainer_state, tmp / "trainer.pt")
+        if rollout is not None:
+            torch.save(rollout, tmp / "rollout.pt")
+        _atomic_write_text(tmp / CHECKSUMS, json.dumps(checksums(tmp), indent=1, sort_keys=True))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _atomic_write_text(root / LATEST, name)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        written = folder_bytes(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise no_space(root, max(written, _newest_size(root))) from err
     _prune(root, keep)
     return final
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file below ``folder`` (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else 0
+
+
+def _newest_size(root: Path) -> int:
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")) if root.exists() else []
+    return folder_bytes(steps[-1]) if steps else 0
+
+
+def no_space(folder: Path, needed: int) -> CheckpointError:
+    """The one-line error of a full disk: the folder, the bytes a checkpoint needs and the bytes free."""
+    free = shutil.disk_usage(folder if Path(folder).exists() else Path(folder).parent).free
+    return CheckpointError(str(folder), f"no space left on the device: a checkpoint needs about {needed:,} bytes, "
+                           f"{free:,} are free; the previous checkpoint is intact. Free some space (or lower "
+                           "keep_checkpoints) and resume with --resume")
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """``relative path -> SHA-256`` of every file below ``folder`` (but the checksum file itself)."""
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.name != CHECKSUMS:
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return out
+
+
+def damage(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or None when it is intact.
+
+    Checks the recorded checksums (a checkpoint written before they existed is checked by
+    loading alone), then that the trainer state loads safely and holds every key.
+    """
+    return _inspect(path)[0]
+
+
+def _inspect(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """``(why it is damaged, None)`` or ``(None, its trainer state)``."""
+    path = Path(path)
+    if not (path / "trainer.pt").exists():
+        return "trainer.pt is missing", None
+    record = path / CHECKSUMS
+    if record.exists():
+        try:
+            expected = json.loads(record.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return f"{CHECKSUMS} is garbled", None
+        if not isinstance(expected, dict):
+            return f"{CHECKSUMS} is garbled", None
+        actual = checksums(path)
+        for name, digest in sorted(expected.items()):
+            if name not in actual:
+                return f"{name} is missing", None
+            if actual[name] != digest:
+                return f"{name} does not match its checksum (damaged or changed since it was saved)", None
+    try:
+        state = load_trainer_state(path)
+    except CheckpointError as err:
+        return err.problem, None
+    missing = sorted(STATE_KEYS - set(state))
+    if missing:
+        return f"trainer.pt lacks {', '.join(missing)}", None
+    return None, state
+
+
 def _prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-    latest = (root / LATEST).read_text().strip() if (root / LATEST).exists() else None
+    latest = _pointer(root)
     for old in steps[:-keep]:
         if old.name != latest:
             shutil.rmtree(old, ignore_errors=True)
@@ -93,16 +181,56 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None when there is none."""
-    root = Path(run_dir) / CHECKPOINTS
-    pointer = root / LATEST
-    if not pointer.exists():
+def _pointer(root: Path) -> str | None:
+    """The checkpoint name ``latest`` holds, or None when it is absent or not a plain step name."""
+    try:
+        name = (root / LATEST).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    path = root / pointer.read_text().strip()
-    if not (path / "trainer.pt").exists():
-        raise CheckpointError(str(path), "the checkpoint named by 'latest' is incomplete (trainer.pt missing)")
-    return path
+    return name if name.startswith("step-") and "/" not in name and "\\" not in name else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``latest`` names (else the newest ``step-*`` folder), unverified; None when there is none."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    name = _pointer(root)
+    if name is not None and (root / name).is_dir():
+        return root / name
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    return steps[-1] if steps else None
+
+
+def resumable_checkpoint(run_dir: Path, notice: Notice | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The newest INTACT checkpoint of a run and its trainer state (None when the run has none).
+
+    The one ``latest`` names is tried first, then the others newest first; every damaged
+    one passed over is said through ``notice`` in one line.
+
+    Raises:
+        CheckpointError: checkpoints exist but none is intact.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    first = latest_checkpoint(run_dir)
+    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+    order = ([first] if first is not None else []) + [p for p in steps if p != first]
+    if (root / LATEST).exists() and _pointer(root) is None and notice:
+        notice(f"{root / LATEST} is garbled; looking for the newest intact checkpoint instead")
+    passed: list[str] = []
+    for path in order:
+        why, state = _inspect(path)
+        if why is None and state is not None:
+            if passed and notice:
+                notice(f"resuming from {path.name}: {'; '.join(passed)}")
+            return path, state
+        passed.append(f"{path.name} is damaged ({why})")
+    if passed:
+        raise CheckpointError(str(root), f"no intact checkpoint to resume from: {'; '.join(passed)}; "
+                              "start afresh with --overwrite")
+    return None
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
@@ -136,4 +264,11 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(str(path), f"is garbled ({type(err).__name__}); the run's settings cannot be "
+                              "read: start afresh with --overwrite") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(str(path), "is not a run config (a JSON object); start afresh with --overwrite")
+    return data

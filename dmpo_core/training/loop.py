@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from dmpo_core.contracts import (
     CURRENT_LOGP, LOG_P_OLD, LOG_RND, NEEDS, Engine, Objective, Policy, Sampler, Task, WeightingScheme,
 )
 from dmpo_core.data import RolloutBatch, WeightOutput
-from dmpo_core.errors import TrainingError
+from dmpo_core.errors import CheckpointError, TrainingError
 from dmpo_core.training import checkpoint as ckpt
 from dmpo_core.training.budget import TimeBudget
 from dmpo_core.training.config import TrainConfig
@@ -111,6 +112,14 @@ def use_exact_logp(method: str, samples: Any) -> bool:
     return recorded and method != "elbo"
 
 
+def _counters(saved: Any, path: Path) -> Counters:
+    """The saved run counters, or a CheckpointError naming the file when they do not fit."""
+    try:
+        return Counters(**saved)
+    except TypeError as err:
+        raise CheckpointError(str(path / "trainer.pt"), f"holds counters this version cannot read ({err})") from err
+
+
 def _trainable_snapshot(policy: Policy) -> list[torch.Tensor]:
     return [p.detach().cpu().clone() for p in policy.trainable_parameters()]
 
@@ -134,12 +143,25 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records of steps after ``step`` (written after the checkpoint a run resumes from)."""
+    def truncate_after(self, step: int, notice: ckpt.Notice | None = None) -> None:
+        """Drop records of steps after ``step`` (written after the checkpoint a run resumes from),
+        and lines that are not JSON records (a line torn by a kill); atomically."""
         if not self.path.exists():
             return
-        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        self.path.write_text("".join(ln + "\n" for ln in kept))
+        kept, torn = [], 0
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                torn += bool(line.strip())
+                continue
+            if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+                kept.append(line)
+        if torn and notice:
+            notice(f"{self.path}: dropped {torn} torn line(s) (a kill during a write)")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def train(
@@ -150,11 +172,13 @@ def train(
     resume: bool = False,
     on_step: StepCallback | None = None,
     on_eval: StepCallback | None = None,
+    on_notice: ckpt.Notice | None = None,
 ) -> dict[str, Any]:
     """Train ``comp.policy`` for ``cfg.total_steps`` rollout batches; return the final metrics.
 
     ``on_step``/``on_eval`` receive each metrics record (the CLI drives its progress bar
-    with them). Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
+    with them); ``on_notice`` receives one-line notices (a damaged checkpoint passed over,
+    a torn metrics line dropped). Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
     losses in a row (the last checkpoint stays intact). When ``cfg.max_minutes`` runs out
     first, the run evaluates and checkpoints at the step it reached, writes a record
     ``{"stopped": "max_minutes"}`` and returns the last step's metrics with ``stopped`` set.
@@ -175,9 +199,10 @@ def train(
     ref_snapshot: list[torch.Tensor] | None = None
     log = MetricsLog(run_dir / "metrics.jsonl")
     ckpt.write_config(run_dir, cfg.to_dict())
-    if resume and (path := ckpt.latest_checkpoint(run_dir)) is not None:
-        state = ckpt.load_trainer_state(path)
-        if state.get("ref_snapshot") is not None:  # rebuild the synced reference, then the current weights
+    found = ckpt.resumable_checkpoint(run_dir, on_notice) if resume else None
+    if found is not None:
+        path, state = found
+        if state["ref_snapshot"] is not None:  # rebuild the synced reference, then the current weights
             _load_trainable(policy, state["ref_snapshot"])
             policy.sync_reference()
             ref_snapshot = state["ref_snapshot"]
@@ -185,10 +210,12 @@ def train(
         engine.load_state_dict(state["engine"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        counters = Counters(**state["counters"])
-        log.truncate_after(counters.step)
-    elif cfg.eval_size:
-        budget.note_eval(_run_eval(cfg, comp, test_set, 0, log, on_eval))
+        counters = _counters(state["counters"], path)
+        log.truncate_after(counters.step, on_notice)
+    else:  # a fresh start, or a run killed before its first checkpoint: its records are dropped
+        log.truncate_after(-1, on_notice)
+        if cfg.eval_size:
+            budget.note_eval(_run_eval(cfg, comp, test_set, 0, log, on_eval))
     needs = step_needs(comp.weighting, comp.objective)
 
     # ---- loop ----------------------------------------------------------------------------------

@@ -185,10 +185,13 @@ def test_resume_refuses_a_planted_trainer_state_in_one_line(tmp_path):
     out = tmp_path / "run"
     first = run("train", "--output-dir", str(out), "--quiet", *SHORT)
     assert first.exit_code == 0, first.output
-    torch.save({"step": 1, "payload": Payload()}, ckpt.latest_checkpoint(out) / "trainer.pt")
+    for folder in (out / ckpt.CHECKPOINTS).glob("step-*"):  # every checkpoint planted and re-signed
+        torch.save({"step": 1, "payload": Payload()}, folder / "trainer.pt")
+        (folder / ckpt.CHECKSUMS).write_text(json.dumps(ckpt.checksums(folder)))
     again = CliRunner().invoke(CLI, ["train", "--output-dir", str(out), "--quiet", "--resume", *SHORT])
-    assert again.exit_code != 0
-    assert "cannot be read safely" in again.output and "Traceback" not in again.output
+    assert again.exit_code == 2
+    assert "no intact checkpoint" in again.output and "cannot be read safely" in again.output
+    assert "Traceback" not in again.output and len(again.output.strip().splitlines()) == 1
     assert not (tmp_path / "pwned").exists()
 
 

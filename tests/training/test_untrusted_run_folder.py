@@ -25,8 +25,13 @@ class _Payload:
 
 
 def _plant(path, marker) -> None:
+    """Replace ``trainer.pt`` with a payload and re-sign the checksums, as an attacker who can
+    write the run folder would (the checksums catch damage, not intent)."""
+    import json
+
     code = f"open({str(marker)!r}, 'w').write('executed')"
     torch.save({"step": 2, "payload": _Payload(code)}, path)
+    (path.parent / ckpt.CHECKSUMS).write_text(json.dumps(ckpt.checksums(path.parent)))
 
 
 def test_planted_trainer_state_is_refused_and_its_code_never_runs(tmp_path):

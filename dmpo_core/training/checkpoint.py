@@ -44,13 +44,21 @@ STATE_KEYS: frozenset[str] = frozenset({"step", "trainable", "ref_snapshot", "en
 Notice = Callable[[str], None]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (a kill leaves the old
+    file or the new one, never half of one); a full disk is a one-line CheckpointError."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        tmp.unlink(missing_ok=True)
+        raise no_space(path.parent, len(text.encode())) from err
 
 
 def batch_to_dict(batch: Any) -> dict[str, Any]:
@@ -87,11 +95,11 @@ def save_checkpoint(
         torch.save(trainer_state, tmp / "trainer.pt")
         if rollout is not None:
             torch.save(rollout, tmp / "rollout.pt")
-        _atomic_write_text(tmp / CHECKSUMS, json.dumps(checksums(tmp), indent=1, sort_keys=True))
+        atomic_write_text(tmp / CHECKSUMS, json.dumps(checksums(tmp), indent=1, sort_keys=True))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _atomic_write_text(root / LATEST, name)
+        atomic_write_text(root / LATEST, name)
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
@@ -256,7 +264,7 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     """Write ``config.json`` atomically."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(Path(run_dir) / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    atomic_write_text(Path(run_dir) / "config.json", json.dumps(config, indent=2, sort_keys=True))
 
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:

@@ -9,9 +9,9 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -140,8 +140,14 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        line = json.dumps(record, sort_keys=True) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise ckpt.no_space(self.path.parent, len(line.encode())) from err
 
     def truncate_after(self, step: int, notice: ckpt.Notice | None = None) -> None:
         """Drop records of steps after ``step`` (written after the checkpoint a run resumes from),
@@ -159,9 +165,7 @@ class MetricsLog:
                 kept.append(line)
         if torn and notice:
             notice(f"{self.path}: dropped {torn} torn line(s) (a kill during a write)")
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        ckpt.atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
 
 
 def train(

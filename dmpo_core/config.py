@@ -12,6 +12,7 @@ field name and the value.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -35,19 +36,23 @@ def _validator(check: Callable[[Any], bool], fix: str) -> Callable[[Any, attrs.A
     return validate
 
 
+def _finite(v: Any) -> bool:
+    return math.isfinite(v) if isinstance(v, float) else True
+
+
 def positive() -> Callable:
-    """Value > 0."""
-    return _validator(lambda v: v > 0, "must be > 0")
+    """A finite value > 0 (``inf`` and ``nan`` are no settings)."""
+    return _validator(lambda v: _finite(v) and v > 0, "must be a finite number > 0")
 
 
 def non_negative() -> Callable:
-    """Value >= 0."""
-    return _validator(lambda v: v >= 0, "must be >= 0")
+    """A finite value >= 0."""
+    return _validator(lambda v: _finite(v) and v >= 0, "must be a finite number >= 0")
 
 
 def at_least(low: float) -> Callable:
-    """Value >= ``low``."""
-    return _validator(lambda v: v >= low, f"must be >= {low}")
+    """A finite value >= ``low``."""
+    return _validator(lambda v: _finite(v) and v >= low, f"must be a finite number >= {low}")
 
 
 def in_range(low: float, high: float, *, low_open: bool = False) -> Callable:

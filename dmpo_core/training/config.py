@@ -105,8 +105,8 @@ class LossConfig:
 class OptimConfig:
     """AdamW, gradient clipping and the learning-rate schedule."""
 
-    lr: float = attrs.field(default=1e-6, validator=positive())
-    """Peak learning rate."""
+    lr: float = attrs.field(default=1e-6, validator=in_range(0.0, 1.0, low_open=True))
+    """Peak learning rate, in (0, 1] (AdamW steps move each weight by about ``lr``; 1e-6 to 1e-3 is usual)."""
     beta1: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
     beta2: float = attrs.field(default=0.99, validator=in_range(0.0, 1.0))
     weight_decay: float = attrs.field(default=0.1, validator=non_negative())
@@ -136,8 +136,8 @@ class TrainConfig:
     """Registered engine (``local``: one process, CPU or one GPU)."""
     engine_options: dict[str, Any] = attrs.field(factory=dict)
     """Keyword options of the engine, checked against its options class (``dmpo plugins ENGINE``)."""
-    seed: int = 0
-    """Seed of every random draw (data order, sampling, masks); a run is reproducible on CPU."""
+    seed: int = attrs.field(default=0, validator=in_range(0, 2**63 - 1))
+    """Seed of every random draw (data order, sampling, masks), in [0, 2^63 - 1]; a run is reproducible on CPU."""
     total_steps: int = attrs.field(default=100, validator=positive())
     """Rollout batches to train on."""
     ref_sync_every: int = attrs.field(default=0, validator=non_negative())
@@ -158,7 +158,7 @@ class TrainConfig:
     keep_checkpoints: int = attrs.field(default=2, validator=positive())
     """Most recent checkpoints kept on disk."""
     max_bad_steps: int = attrs.field(default=5, validator=positive())
-    """Stop after this many non-finite losses in a row."""
+    """Stop after this many bad steps in a row: a non-finite loss or gradient norm (the update is skipped)."""
     max_minutes: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive()))
     """Wall-clock budget of one invocation, in minutes (None = none). When the next step plus a
     final evaluation would not fit, the run stops early, evaluates, checkpoints and says so;

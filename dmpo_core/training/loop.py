@@ -307,8 +307,12 @@ def train(
             if not finite:
                 engine.zero_grad()
                 break
-            grad_norms.append(engine.step())
+            norm = engine.step()  # a non-finite norm: the engine dropped the gradients, no update
+            grad_norms.append(norm)
             t_opt += time.perf_counter() - t0
+            if not math.isfinite(norm):
+                finite = False
+                break
         times["loss_fwd_bwd"], times["optimizer"] = t_loss, t_opt
         counters.step += 1
         if finite:
@@ -318,7 +322,8 @@ def train(
             counters.skipped_steps += 1
             if counters.bad_in_row >= cfg.max_bad_steps:
                 raise TrainingError(
-                    f"{counters.bad_in_row} non-finite losses in a row at step {step + 1}; stopped. "
+                    f"{counters.bad_in_row} bad steps in a row (non-finite loss or gradient norm) at step "
+                    f"{step + 1}; stopped. "
                     f"The last checkpoint in {run_dir / ckpt.CHECKPOINTS} is intact: lower optim.lr or "
                     f"check the rewards, then resume with --resume"
                 )

@@ -113,7 +113,7 @@ def test_non_finite_losses_stop_the_run_with_the_last_checkpoint_intact(tmp_path
     train(cfg, good, tmp_path)  # a good run leaves step-3
     bad = make_components(cfg, objective=NanObjective())
     cfg6 = TrainConfig.from_dict({**SMALL, "total_steps": 6, "eval_size": 0, "max_bad_steps": 2})
-    with pytest.raises(TrainingError, match="2 non-finite losses in a row at step 5"):
+    with pytest.raises(TrainingError, match=r"2 bad steps in a row \(non-finite loss or gradient norm\) at step 5"):
         train(cfg6, bad, tmp_path, resume=True)
     # step 4 was skipped (no update) and checkpointed; step 5 stopped the run before any save
     latest = ckpt.latest_checkpoint(tmp_path)
@@ -218,3 +218,27 @@ def test_log_likelihoods_are_skipped_right_after_a_reference_sync(tmp_path, sync
     records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     if sync_every == 1 and scheme == "dmpo":
         assert all(r["log_rnd_mean"] == 0.0 for r in records[1:])  # reference == rollout policy: exactly 0
+
+
+class NanGradEngine(LocalEngine):
+    """A finite loss whose gradient norm is not finite (as at optim.lr=100)."""
+
+    def step(self) -> float:
+        self.zero_grad()
+        return float("nan")
+
+
+def test_a_non_finite_gradient_norm_is_a_bad_step_and_stops_the_run(tmp_path):
+    cfg = TrainConfig.from_dict({**SMALL, "total_steps": 6, "eval_size": 0, "max_bad_steps": 2, "save_every": 1})
+    comp = make_components(cfg)
+    comp.engine = NanGradEngine(comp.policy, lr=1e-2, grad_clip=1.0, weight_decay=0.0)
+    records = []
+    with pytest.raises(TrainingError, match=r"2 bad steps in a row .* at step 2"):
+        train(cfg, comp, tmp_path, on_step=records.append)
+    assert records[0]["finite"] is False and records[0]["skipped_steps"] == 1
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e10", "100"])
+def test_an_absurd_learning_rate_is_refused(value):
+    with pytest.raises(ConfigError, match="optim.lr"):
+        TrainConfig.from_dict({"optim": {"lr": float(value)}})

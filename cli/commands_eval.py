@@ -72,8 +72,15 @@ def sampling_options(fn):
 
 
 def _lengths(model, gen_length, block_length):
-    gen_length = gen_length or _recommended(model, "gen_length", 256)
-    block_length = block_length or min(_recommended(model, "block_length", 32), gen_length)
+    """``--gen-length``/``--block-length``, or the model's recommended ones when not given."""
+    bad = [f"--{name}={value}: must be >= 1" for name, value in (("gen-length", gen_length),
+                                                                 ("block-length", block_length))
+           if value is not None and value < 1]
+    if bad:
+        raise ConfigError(bad, source="sampling options")
+    gen_length = gen_length if gen_length is not None else _recommended(model, "gen_length", 256)
+    block_length = block_length if block_length is not None else min(_recommended(model, "block_length", 32),
+                                                                      gen_length)
     return gen_length, block_length
 
 

@@ -38,9 +38,15 @@ PER_INVOCATION_KEYS = frozenset({"max_minutes"})
 def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder (a resumed run must have the same config, but for
     :data:`PER_INVOCATION_KEYS`)."""
+    if resume and overwrite:
+        raise ConfigError(["--resume continues the run in --output-dir and --overwrite deletes it; pass one of them"],
+                          source="dmpo train")
     existing = ckpt.read_config(out)
     holds_run = existing is not None or (out / "metrics.jsonl").exists()
     if not holds_run:
+        if resume:
+            raise ConfigError([f"{out} holds no run to resume (no config.json); check the folder name, or drop "
+                               "--resume to start a run there"], source="--output-dir")
         return
     if overwrite:
         shutil.rmtree(out)

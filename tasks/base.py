@@ -180,9 +180,15 @@ def chat_prompt(tokenizer: Any, content: str) -> str:
     or ``content`` itself when the tokenizer is None or has no chat template."""
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         return content
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-    )
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+    except Exception as err:  # noqa: BLE001 - a model's template is foreign code: jinja's sandbox, syntax ...
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise InvalidArgumentError(
+            "chat_template", "(the tokenizer's)", f"it fails to render ({reason}); fix the template in the "
+            "model folder, or use task option prompt_style=compact (no chat template)") from err
     return text if isinstance(text, str) else str(text)
 
 

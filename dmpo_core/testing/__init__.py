@@ -8,6 +8,11 @@ weighting scheme with::
     from dmpo_core.testing import laws
     laws.check_all(MyScheme)   # or one law: laws.check("weights_sum_to_one_per_group", MyScheme)
 
+``laws.UNIVERSAL_WEIGHTING_LAWS`` hold for any scheme, ``laws.DMPO_WEIGHTING_LAWS`` for
+DMPO-like ones; ``laws.WEIGHTING_LAWS`` is both. A law that does not apply to a scheme raises
+``laws.LawNotApplicable`` (a ``unittest.SkipTest``: pytest shows a skip with the reason).
+Options are drawn from the scheme's options class (``strategies.scheme_options``).
+
 and a new dLLM backend with ``dmpo_core.testing.backend_contract.run_backend_contract``.
 """
 
@@ -21,12 +26,16 @@ _LAZY = {
     "strategies": ("dmpo_core.testing.strategies", None),
     "backend_contract": ("dmpo_core.testing.backend_contract", None),
     "WEIGHTING_LAWS": ("dmpo_core.testing.laws", "WEIGHTING_LAWS"),
+    "UNIVERSAL_WEIGHTING_LAWS": ("dmpo_core.testing.laws", "UNIVERSAL_WEIGHTING_LAWS"),
+    "DMPO_WEIGHTING_LAWS": ("dmpo_core.testing.laws", "DMPO_WEIGHTING_LAWS"),
     "LawError": ("dmpo_core.testing.laws", "LawError"),
+    "LawNotApplicable": ("dmpo_core.testing.laws", "LawNotApplicable"),
     "check": ("dmpo_core.testing.laws", "check"),
     "check_all": ("dmpo_core.testing.laws", "check_all"),
     "GroupBatch": ("dmpo_core.testing.strategies", "GroupBatch"),
     "group_batches": ("dmpo_core.testing.strategies", "group_batches"),
     "load_profile": ("dmpo_core.testing.strategies", "load_profile"),
+    "scheme_options": ("dmpo_core.testing.strategies", "scheme_options"),
     "run_backend_contract": ("dmpo_core.testing.backend_contract", "run_backend_contract"),
 }
 

@@ -17,7 +17,11 @@ What the inputs cover, by default (ALGORITHM.md letters):
   float64), drawn in several shapes: element by element (small batches), uniform, normal,
   a few tied levels (binary 0/1 rewards are the common case), extremes only, constants;
 * missing (NaN) rewards: none, some, a whole group, or every row;
-* ``alpha = 0`` and ``alpha > 0`` (log-uniform in ``[1e-3, 1e3]``, plus the paper's 0.04).
+* ``alpha = 0`` and ``alpha > 0`` (log-uniform in ``[1e-3, 1e3]``, plus the paper's 0.04)
+  for the built-in DMPO schemes (:func:`dmpo_schemes`);
+* for any other scheme, its options drawn from its OPTIONS CLASS (:func:`scheme_options`):
+  the attrs fields' types, defaults and validators decide what is drawn, an author may
+  override a field's strategy, and a factory without an options class draws none.
 
 Large vectors are filled from a torch generator seeded by hypothesis (drawing 512 floats
 one by one would make every example slow); the parameters of the fill (shape, scale,
@@ -32,15 +36,20 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from dmpo_core.contracts import WeightingScheme
+from dmpo_core.config import field_types
+from dmpo_core.contracts import CURRENT_LOGP, LOG_P_OLD, LOG_RND, WeightingScheme
 from dmpo_core.data import RolloutBatch, WeightOutput
+from dmpo_core.errors import DmpoError
 from dmpo_core.objective.schemes import BASELINES, DmpoWeighting
 
 MAGNITUDE = 1e4
@@ -141,6 +150,19 @@ class GroupBatch:
             self.group_size,
             log_p_current=self.log_p_current,
             log_p_old=self.log_p_old,
+        )
+
+    def call_declared(self, scheme: WeightingScheme) -> WeightOutput:
+        """Apply ``scheme`` as the training loop may: an input is passed only when the scheme's
+        ``needs`` declares it (``log_rnd`` for LOG_RND, ``log_p_old`` for LOG_P_OLD,
+        ``log_p_current`` for CURRENT_LOGP), None otherwise."""
+        needs = scheme.needs
+        return scheme(
+            self.rewards,
+            self.log_rnd if LOG_RND in needs else None,
+            self.group_size,
+            log_p_current=self.log_p_current if CURRENT_LOGP in needs else None,
+            log_p_old=self.log_p_old if LOG_P_OLD in needs else None,
         )
 
 
@@ -338,13 +360,170 @@ def ess_thresholds() -> st.SearchStrategy[float]:
     return st.one_of(st.just(0.7), st.floats(0.05, 1.0))
 
 
+# Options of a scheme are drawn from its OPTIONS CLASS (a frozen attrs class), field by field.
+# What a field may hold is what the class accepts: its validators and its cross-field checks
+# (``__attrs_post_init__``) decide, found by building the class. Probing a log grid around the
+# default gives each float or int field the interval that contains the default; values are
+# then drawn from that interval (the default and its ends on purpose, log-uniform between).
+_GRID_DECADES = 3
+"""Numeric fields are probed over ``default * 10**k`` for ``|k| <= 3`` (and 0, 1, their negatives)."""
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``(X, True)`` for ``X | None``, else ``(tp, False)``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def options_class_of(factory: Callable[..., Any]) -> tuple[type | None, dict[str, Any]]:
+    """The attrs class whose fields are ``factory``'s options, and the options it already fixes.
+
+    * an attrs class is its own options class (``DmpoWeighting``, a plugin's frozen scheme);
+    * ``functools.partial(cls, **kw)`` of one fixes ``kw`` (they are not drawn);
+    * a registry entry (``registry.get("weighting", "dmpo")``) has its ``options`` class and
+      fixes its ``fixed`` options (the registered name's defining option);
+    * anything else (a plain function, a class taking ``**options``) declares none: ``(None, {})``.
+    """
+    if isinstance(factory, functools.partial):
+        cls, fixed = options_class_of(factory.func)
+        return cls, {**fixed, **factory.keywords}
+    if attrs.has(factory) and isinstance(factory, type):
+        return factory, {}
+    options = getattr(factory, "options", None)
+    if hasattr(factory, "option_fields") and (options is None or attrs.has(options)):  # a registry Entry
+        return options, dict(getattr(factory, "fixed", {}) or {})
+    return None, {}
+
+
+def _accepts(cls: type, values: Mapping[str, Any]) -> bool:
+    """True when ``cls(**values)`` builds (its validators and cross-field checks pass)."""
+    try:
+        cls(**values)
+    except (ValueError, TypeError, DmpoError):
+        return False
+    return True
+
+
+def _numeric_interval(cls: type, base: Mapping[str, Any], name: str, default: float, kind: type) -> list[float]:
+    """Probe values of field ``name`` (sorted) whose run of accepted ones contains ``default``."""
+    scale = abs(default) if default else 1.0
+    grid = {0.0, 1.0, float(default)}
+    for k in range(-_GRID_DECADES, _GRID_DECADES + 1):
+        grid |= {scale * 10.0**k, -scale * 10.0**k}
+    if kind is int:
+        grid = {float(round(v)) for v in grid} | {2.0, -2.0}
+    probes = sorted(grid)
+    ok = [_accepts(cls, {**base, name: kind(v)}) for v in probes]
+    i = probes.index(float(default))
+    if not ok[i]:
+        return [float(default)]
+    lo = hi = i
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    while hi < len(probes) - 1 and ok[hi + 1]:
+        hi += 1
+    return probes[lo : hi + 1]
+
+
+def _numbers(accepted: Sequence[float], default: float, kind: type) -> st.SearchStrategy:
+    """The default, the accepted probes, and log-uniform values inside their interval."""
+    lo, hi = accepted[0], accepted[-1]
+    if kind is int:
+        return st.one_of(st.just(int(default)), st.sampled_from([int(v) for v in accepted]),
+                         st.integers(int(lo), int(hi)))
+    parts: list[st.SearchStrategy] = [st.just(float(default)), st.sampled_from([float(v) for v in accepted])]
+    pos = [v for v in accepted if v > 0]
+    neg = [-v for v in accepted if v < 0]
+    if len(pos) > 1:
+        parts.append(_log_uniform(pos[0], pos[-1]))
+    if len(neg) > 1:
+        parts.append(_log_uniform(neg[0], neg[-1]).map(lambda v: -v))
+    return st.one_of(*parts)
+
+
+def option_field_strategy(cls: type, name: str, *, fixed: Mapping[str, Any] | None = None) -> st.SearchStrategy:
+    """Values of the option ``name`` of the options class ``cls`` (``fixed`` options held).
+
+    Decided by the field's type, default and validators: ``bool`` draws both values, a
+    ``Literal`` its choices, a float or int the interval of accepted values around the
+    default (probed by building ``cls``), ``X | None`` also None when accepted; any other
+    type keeps its default. Every value is checked by building ``cls`` with it.
+
+    Raises:
+        ValueError: the field has no default and no type this can draw (pass an override).
+    """
+    base = dict(fixed or {})
+    field = attrs.fields_dict(cls)[name]
+    tp = field_types(cls).get(name, Any)
+    inner, optional = _unwrap_optional(tp)
+    has_default = field.default is not attrs.NOTHING
+    default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+    if inner is bool:
+        values: st.SearchStrategy = st.booleans()
+    elif typing.get_origin(inner) is typing.Literal:
+        values = st.sampled_from(typing.get_args(inner))
+    elif inner in (float, int) and (not has_default or isinstance(default, (int, float))):
+        start = default if has_default and default is not None and not isinstance(default, bool) else 1
+        values = _numbers(_numeric_interval(cls, base, name, start, inner), start, inner)
+    elif has_default:
+        values = st.just(default)
+    else:
+        raise ValueError(f"{cls.__name__}.{name}: no default and no strategy for type {tp!r}; "
+                         f"pass strategies={{{name!r}: ...}}")
+    if optional:
+        values = st.one_of(st.just(None), values)
+    # Each value alone is accepted (probed interval, or checked here for the others); the set
+    # of all options is checked once more by scheme_options (cross-field checks).
+    return values if inner in (float, int) and not optional else values.filter(lambda v: _accepts(cls, {**base, name: v}))
+
+
 def scheme_options(
-    alpha: st.SearchStrategy[float] | None = None, coeff: st.SearchStrategy[float] | None = None
-) -> st.SearchStrategy[dict[str, float]]:
-    """Keyword options ``{"alpha": .., "coeff": ..}`` for a scheme factory."""
-    return st.fixed_dictionaries(
-        {"alpha": alpha if alpha is not None else alphas(), "coeff": coeff if coeff is not None else coeffs()}
-    )
+    factory: Callable[..., Any] | None = None,
+    *,
+    options_class: type | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    strategies: Mapping[str, st.SearchStrategy] | None = None,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Keyword options for ``factory``, drawn from its options class (:func:`options_class_of`,
+    or ``options_class``): one value per settable field (:func:`option_field_strategy`), with
+    ``strategies`` overriding fields by name, the ``fixed`` options (and those the factory
+    fixes) left out, and the whole set checked by building the class (cross-field checks).
+
+    A factory without an options class draws no options (``{}``); ``strategies`` then are
+    the options drawn (an author's explicit choice).
+    """
+    cls, own_fixed = options_class_of(factory) if factory is not None else (None, {})
+    cls = options_class or cls
+    held = {**own_fixed, **dict(fixed or {})}
+    overrides = dict(strategies or {})
+    if cls is None:
+        return st.fixed_dictionaries(overrides)
+    names = [f.name for f in attrs.fields(cls) if f.init and f.name not in held]
+    unknown = set(overrides) - set(names) - set(held)
+    if unknown:
+        raise ValueError(f"strategies for unknown options {sorted(unknown)}; {cls.__name__} has {names}")
+    fields = {n: overrides[n] if n in overrides else _field_strategy(cls, n, tuple(sorted(held.items(), key=str)))
+              for n in names}
+    return st.fixed_dictionaries(fields).filter(lambda o: _accepts(cls, {**held, **o}))
+
+
+@functools.lru_cache(maxsize=256)
+def _field_strategy(cls: type, name: str, fixed: tuple[tuple[str, Any], ...]) -> st.SearchStrategy:
+    return option_field_strategy(cls, name, fixed=dict(fixed))
+
+
+def option_names(factory: Callable[..., Any], *, options_class: type | None = None,
+                 fixed: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """The options :func:`scheme_options` draws for ``factory`` (its settable fields)."""
+    cls, own_fixed = options_class_of(factory)
+    cls = options_class or cls
+    held = {**own_fixed, **dict(fixed or {})}
+    if cls is None:
+        return frozenset()
+    return frozenset(f.name for f in attrs.fields(cls) if f.init and f.name not in held)
 
 
 @st.composite

@@ -19,16 +19,19 @@ temperature (in reward units). What it does and why:
 * ``kappa -> infinity`` gives back DMPO exactly, and ``alpha -> infinity`` gives
   ``softmax(c * log_rnd)`` as DMPO does.
 
-The scheme delegates everything else (missing rewards, proximal and adaptive coefficient,
-baselines, stats) to :class:`dmpo_core.objective.DmpoWeighting`, so it passes the public
-laws of :mod:`dmpo_core.testing.laws` (see ``tests/test_laws.py``).
+The scheme is :class:`dmpo_core.objective.DmpoWeighting` with one more option: it extends
+DMPO's frozen attrs options class with ``kappa`` and tempers the rewards before DMPO's
+``__call__``, which does everything else (missing rewards, proximal and adaptive coefficient,
+baselines, stats). It is therefore a DMPO-family scheme (its options declare ``alpha`` and
+``coeff``) and passes every public law of :mod:`dmpo_core.testing.laws`, the universal and the
+DMPO-family ones (see ``tests/test_laws.py``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
+import attrs
 import torch
 
 from dmpo_core import hookimpl
@@ -59,42 +62,30 @@ def tempered_rewards(rewards: torch.Tensor, group_size: int, kappa: float) -> to
     return torch.where(valid, g, torch.full_like(r, math.nan)).reshape(-1)  # [B*G]
 
 
-class TemperedWeighting:
+@attrs.frozen(kw_only=True)
+class TemperedWeighting(DmpoWeighting):
     """DMPO weights on log-tempered reward gaps (see the module docstring).
 
-    Args:
-        kappa: temperature of the reward gaps, > 0 (in reward units; 1 suits 0/1 rewards).
-        **options: options of :class:`~dmpo_core.objective.DmpoWeighting` (``alpha``,
-            ``coeff``, ``adaptive``, ``ess_threshold``, ``coeff_min``, ``coeff_max``,
-            ``baseline``, ``lam``), validated by it.
+    Its options are DMPO's (``alpha``, ``coeff``, ``adaptive``, ``ess_threshold``,
+    ``coeff_min``, ``coeff_max``, ``baseline``, ``lam``, validated as there) plus ``kappa``.
+    Being a frozen attrs class, it is its own options class: the registry validates users'
+    options against it, and dmpo's public laws draw its options from it.
     """
 
-    def __init__(self, *, kappa: float = 1.0, **options: Any) -> None:
+    kappa: float = 1.0
+    """Temperature of the reward gaps, > 0 (in reward units; 1 suits 0/1 rewards; large values give plain DMPO)."""
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[str] = []
+        try:
+            super().__attrs_post_init__()
+        except ConfigError as err:
+            problems += err.problems
+        kappa = self.kappa
         if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not (0 < kappa < math.inf):
-            raise ConfigError([f"kappa={kappa!r}: pass a finite temperature > 0 (large values give plain DMPO)"],
-                              source="example-tempered weighting")
-        self.kappa = float(kappa)
-        self.dmpo = DmpoWeighting(**options)
-
-    @property
-    def alpha(self) -> float:
-        """KL temperature of the underlying DMPO weights."""
-        return self.dmpo.alpha
-
-    @property
-    def adaptive(self) -> bool:
-        """True when the proximal coefficient is chosen per batch (this couples groups)."""
-        return self.dmpo.adaptive
-
-    @property
-    def needs(self) -> frozenset[str]:
-        """What the step computes for it: DMPO's (the log-RND; more for the unbiased baseline)."""
-        return self.dmpo.needs
-
-    @property
-    def zero_sum(self) -> bool:
-        """True when the advantages of every group sum to zero (mean/negative/unbiased, lambda 1)."""
-        return self.dmpo.zero_sum
+            problems.append(f"kappa={kappa!r}: pass a finite temperature > 0 (large values give plain DMPO)")
+        if problems:
+            raise ConfigError(problems, source="example-tempered weighting")
 
     def __call__(
         self,
@@ -108,11 +99,8 @@ class TemperedWeighting:
         """Weights, baseline and advantages ``[B*G]`` of DMPO on the tempered rewards."""
         rewards = check_vector("rewards", rewards, allow_nan=True)
         check_group_size(group_size, rewards.shape[0])
-        g = tempered_rewards(rewards, group_size, self.kappa)  # [B*G]
-        return self.dmpo(g, log_rnd, group_size, log_p_current=log_p_current, log_p_old=log_p_old)
-
-    def __repr__(self) -> str:
-        return f"TemperedWeighting(kappa={self.kappa!r}, dmpo={self.dmpo!r})"
+        g = tempered_rewards(rewards, group_size, float(self.kappa))  # [B*G]
+        return super().__call__(g, log_rnd, group_size, log_p_current=log_p_current, log_p_old=log_p_old)
 
 
 @hookimpl
@@ -121,5 +109,6 @@ def register_weightings(register):
     register(
         "example-tempered",
         TemperedWeighting,
+        options=TemperedWeighting,
         help="DMPO weights on log-tempered reward gaps (example third-party plugin)",
     )

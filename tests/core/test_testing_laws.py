@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import functools
 import math
+import unittest
 
 import attrs
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dmpo_core.data import RolloutBatch
+from dmpo_core.data import RolloutBatch, WeightOutput
+from dmpo_core.errors import ConfigError
 from dmpo_core.objective import DmpoWeighting, WdceObjective
 from dmpo_core.objective.masks import sample_masks
+from dmpo_core.registry import Entry, Registry, build_registry
 from dmpo_core.testing import LawError, laws
+from dmpo_core.testing import strategies as dst
 from dmpo_core.testing.strategies import GroupBatch, LossInputs, TokenBatch
 
 
@@ -74,6 +80,10 @@ def renormalised(w: torch.Tensor, g: int) -> torch.Tensor:
 def test_the_builtin_scheme_passes_every_law_on_fixed_inputs():
     for scheme in (DmpoWeighting(alpha=0.5), DmpoWeighting(alpha=0.0, baseline="mean"), DmpoWeighting(adaptive=True)):
         for data in (GOOD, WITH_NAN):
+            for law in (laws.outputs_have_contract_shapes_and_are_finite, laws.stats_are_a_name_to_float_mapping,
+                        laws.invalid_rows_get_zero_advantage, laws.group_without_valid_reward_gets_zero_advantages,
+                        laws.calls_are_pure, laws.uses_only_the_inputs_its_needs_declare):
+                law(scheme, data)
             laws.weights_are_finite_and_non_negative(scheme, data)
             laws.weights_sum_to_one_per_group(scheme, data)
             laws.missing_rewards_are_excluded_and_counted(scheme, data)
@@ -285,15 +295,245 @@ def test_check_runs_a_law_and_rejects_unknown_names():
         laws.check("no-such-law", DmpoWeighting)
 
 
-def test_check_all_names_every_failing_law():
-    def flipped(out, rewards, log_rnd, g):
-        return DmpoWeighting(alpha=0.5)(-rewards.double(), log_rnd, g)
+def test_check_all_names_every_failing_law_and_lists_those_that_do_not_apply(monkeypatch):
+    # Runners replaced by stubs: what is tested is check_all's bookkeeping, not hypothesis.
+    def holds(factory, **kw):
+        pass
 
-    keep = {"weights_sum_to_one_per_group", "higher_reward_never_gets_lower_weight"}
-    skip = [name for name in laws.WEIGHTING_LAWS if name not in keep]
+    def fails(factory, **kw):
+        raise LawError("higher_reward_never_gets_lower_weight: row 1 ...")
+
+    def does_not_apply(factory, **kw):
+        raise laws.LawNotApplicable("ess_lies_between_one_over_g_and_one: does not apply: no weights")
+
+    stubs = {name: holds for name in laws.WEIGHTING_LAWS}
+    stubs["higher_reward_never_gets_lower_weight"] = fails
+    stubs["ess_lies_between_one_over_g_and_one"] = does_not_apply
+    monkeypatch.setattr(laws, "WEIGHTING_LAWS", stubs)
     with pytest.raises(AssertionError) as info:
-        laws.check_all(factory(flipped), max_examples=30, skip=skip)
+        laws.check_all(DmpoWeighting)
     assert "higher_reward_never_gets_lower_weight" in str(info.value)
-    assert "weights_sum_to_one_per_group" not in str(info.value)  # that one holds for the flipped scheme
+    assert "(not applicable) ess_lies_between_one_over_g_and_one" in str(info.value)
+    assert "weights_sum_to_one_per_group" not in str(info.value)
+    assert laws.check_all(DmpoWeighting, skip=["higher_reward_never_gets_lower_weight"]) == {
+        "ess_lies_between_one_over_g_and_one": "ess_lies_between_one_over_g_and_one: does not apply: no weights"
+    }
     with pytest.raises(ValueError, match="unknown law"):
         laws.check_all(DmpoWeighting, skip=["typo"])
+
+
+def test_law_lists_split_universal_from_dmpo_family():
+    assert set(laws.UNIVERSAL_WEIGHTING_LAWS).isdisjoint(laws.DMPO_WEIGHTING_LAWS)
+    assert list(laws.WEIGHTING_LAWS) == [*laws.UNIVERSAL_WEIGHTING_LAWS, *laws.DMPO_WEIGHTING_LAWS]
+    assert issubclass(laws.LawNotApplicable, unittest.SkipTest)  # pytest reports it as a skip
+    assert not issubclass(laws.LawNotApplicable, AssertionError)  # never counted as a pass or a failure
+
+
+# --------------------------------------------------------------------------- a scheme that is not DMPO
+
+
+@attrs.frozen(kw_only=True)
+class GroupNormalised:
+    """Test-only GRPO-style scheme: ``a_j = (r_j - mean) / (std + eps)`` over the valid rows of
+    each group, float64 inside; no importance weights, no ``coeff``: not DMPO-like."""
+
+    eps: float = 1e-4
+    """Added to the group's standard deviation, > 0."""
+
+    def __attrs_post_init__(self):
+        if not (isinstance(self.eps, float) and 0 < self.eps < math.inf):
+            raise ValueError(f"eps={self.eps!r}: pass a finite value > 0")
+
+    @property
+    def needs(self):
+        return frozenset()
+
+    @property
+    def zero_sum(self):
+        return True
+
+    def __call__(self, rewards, log_rnd, group_size, *, log_p_current=None, log_p_old=None):
+        r = rewards.double().view(-1, group_size)  # [B, G]
+        ok = torch.isfinite(r)  # [B, G]
+        n = ok.sum(dim=1, keepdim=True).clamp_min(1)  # [B, 1]
+        z = torch.where(ok, r, torch.zeros_like(r))  # [B, G]
+        mean = z.sum(dim=1, keepdim=True) / n  # [B, 1]
+        dev = torch.where(ok, r - mean, torch.zeros_like(r))  # [B, G]
+        std = (dev.square().sum(dim=1, keepdim=True) / n).sqrt()  # [B, 1]
+        adv = (dev / (std + self.eps)).reshape(-1)  # [B*G]
+        return WeightOutput(advantages=adv.float(), valid=ok.reshape(-1), stats={"n_invalid": float((~ok).sum())})
+
+
+def test_a_scheme_without_coeff_passes_the_universal_laws_and_skips_the_dmpo_ones():
+    # A cheap run (15 examples a law): the machinery is what is tested; the suites run 200.
+    not_applicable = laws.check_all(GroupNormalised, max_examples=15)
+    weight_laws = {"weights_are_finite_and_non_negative", "weights_sum_to_one_per_group"}
+    assert set(not_applicable) == set(laws.DMPO_WEIGHTING_LAWS) | weight_laws
+    assert "weights is None" in not_applicable["weights_sum_to_one_per_group"]
+    assert "lacks ['alpha', 'coeff']" in not_applicable["approaches_uniform_as_coeff_shrinks"]
+    with pytest.raises(laws.LawNotApplicable, match="alpha"):
+        laws.check("groups_are_independent", GroupNormalised)
+
+
+def test_a_factory_without_options_draws_none_and_is_still_checked():
+    calls = []
+
+    def factory(**options):
+        calls.append(options)
+        return GroupNormalised()
+
+    laws.check("invalid_rows_get_zero_advantage", factory, max_examples=5)
+    assert calls and all(c == {} for c in calls)
+    with pytest.raises(laws.LawNotApplicable, match="no options class"):
+        laws.check("invariant_to_reward_shift_per_group", factory)
+
+
+def test_options_are_drawn_from_the_options_class():
+    seen = []
+
+    @settings(max_examples=60, database=None, derandomize=True)
+    @given(options=dst.scheme_options(functools.partial(DmpoWeighting, baseline="mean")))
+    def record(options):
+        seen.append(options)
+
+    record()
+    assert all("baseline" not in o for o in seen)  # fixed by the partial, not drawn
+    assert all(0 < o["coeff"] <= 1 and 0 < o["ess_threshold"] <= 1 and o["alpha"] >= 0 for o in seen)
+    assert all(o["coeff_min"] < o["coeff_max"] for o in seen)  # the cross-field check holds
+    assert {o["adaptive"] for o in seen} == {True, False}
+    assert any(o["coeff"] < 1 for o in seen) and any(o["alpha"] == 0 for o in seen)
+    # An author's per-field strategy wins; an unknown field is an error.
+    eps = []
+
+    @settings(max_examples=5, database=None)
+    @given(options=dst.scheme_options(GroupNormalised, strategies={"eps": st.just(0.5)}))
+    def record_eps(options):
+        eps.append(options)
+
+    record_eps()
+    assert eps and all(o == {"eps": 0.5} for o in eps)
+    with pytest.raises(ValueError, match="unknown options"):
+        dst.scheme_options(GroupNormalised, strategies={"coeff": st.just(0.5)})
+    assert dst.options_class_of(lambda **kw: None) == (None, {})
+
+
+# --------------------------------------------------------------------------- each new universal law rejects a broken scheme
+
+
+def test_a_wrong_dtype_of_valid_is_rejected():
+    scheme = Broken(lambda out, *a: attrs.evolve(out, valid=out.valid.float()))
+    with pytest.raises(LawError, match="outputs_have_contract_shapes_and_are_finite: valid has dtype"):
+        laws.outputs_have_contract_shapes_and_are_finite(scheme, GOOD)
+
+
+def test_a_truncated_advantage_vector_is_rejected():
+    scheme = Broken(lambda out, *a: attrs.evolve(out, advantages=out.advantages[:-1]))
+    with pytest.raises(LawError, match=r"outputs_have_contract_shapes_and_are_finite: advantages must be .*\(6,\)"):
+        laws.outputs_have_contract_shapes_and_are_finite(scheme, GOOD)
+
+
+def test_a_tensor_in_the_stats_is_rejected():
+    scheme = Broken(lambda out, *a: attrs.evolve(out, stats={**out.stats, "ess_mean": torch.tensor(0.5)}))
+    with pytest.raises(LawError, match=r"stats_are_a_name_to_float_mapping: stats\['ess_mean'\]"):
+        laws.stats_are_a_name_to_float_mapping(scheme, GOOD)
+
+
+def test_advantage_on_an_invalid_row_is_rejected():
+    def leak(out, rewards, *a):  # every row, scored or not, gets 0.1 more
+        return attrs.evolve(out, advantages=out.advantages + 0.1)
+
+    with pytest.raises(LawError, match=r"invalid_rows_get_zero_advantage: advantages\[1\]"):
+        laws.invalid_rows_get_zero_advantage(Broken(leak), WITH_NAN)
+
+
+def test_an_empty_group_given_uniform_advantages_is_rejected():
+    def uniform_when_empty(out, rewards, log_rnd, g):
+        a = out.advantages.view(-1, g).clone()
+        empty = torch.isnan(rewards.view(-1, g)).all(dim=1)
+        a[empty] = 1.0 / g
+        return attrs.evolve(out, advantages=a.reshape(-1))
+
+    with pytest.raises(LawError, match="group_without_valid_reward_gets_zero_advantages: group"):
+        laws.group_without_valid_reward_gets_zero_advantages(Broken(uniform_when_empty), GOOD)
+
+
+def test_a_scheme_with_hidden_state_is_not_pure():
+    calls = []
+
+    def counting(out, *a):
+        calls.append(1)
+        return attrs.evolve(out, advantages=out.advantages + len(calls))
+
+    with pytest.raises(LawError, match="calls_are_pure: advantages differs"):
+        laws.calls_are_pure(Broken(counting), GOOD)
+
+
+def test_a_scheme_mutating_its_rewards_is_not_pure():
+    def clobber(out, rewards, *a):
+        rewards.mul_(2.0)
+        return out
+
+    with pytest.raises(LawError, match="calls_are_pure: the scheme modified its input rewards"):
+        laws.calls_are_pure(Broken(clobber), GOOD)
+
+
+def test_a_scheme_reading_an_undeclared_input_is_rejected():
+    class Undeclared(GroupNormalised):  # reads log_rnd, declares nothing
+        def __call__(self, rewards, log_rnd, group_size, **kw):
+            return super().__call__(rewards + log_rnd, log_rnd, group_size)
+
+    with pytest.raises(LawError, match="uses_only_the_inputs_its_needs_declare: .*raised TypeError"):
+        laws.uses_only_the_inputs_its_needs_declare(Undeclared(), GOOD)
+
+
+def test_an_unknown_need_is_rejected():
+    class Odd(GroupNormalised):
+        @property
+        def needs(self):
+            return frozenset({"log_p_reference"})
+
+    with pytest.raises(LawError, match="unknown names"):
+        laws.uses_only_the_inputs_its_needs_declare(Odd(), GOOD)
+
+
+def test_weight_laws_do_not_apply_to_a_scheme_without_weights():
+    with pytest.raises(laws.LawNotApplicable, match="weights is None"):
+        laws.weights_sum_to_one_per_group(GroupNormalised(), GOOD)
+    with pytest.raises(laws.LawNotApplicable, match="zero_sum=False"):
+        laws.advantages_sum_to_zero_per_group(DmpoWeighting(baseline="none"), GOOD)
+
+
+# --------------------------------------------------------------------------- a registered name fixes its defining option
+
+
+def test_dmpo_refuses_a_mean_baseline():
+    registry = build_registry()
+    laws.registered_name_refuses_its_fixed_options(registry, "weighting", "dmpo", {"baseline": "mean"})
+    with pytest.raises(ConfigError, match=r"weighting\.options\.baseline='mean'"):
+        registry.validate("weighting", "dmpo", {"baseline": "mean"}, path="weighting.options")
+    for name in ("dmpo-mean", "dmpo-none", "dmpo-unbiased"):
+        laws.registered_name_refuses_its_fixed_options(registry, "weighting", name)
+
+
+def test_a_name_that_does_not_fix_its_baseline_is_rejected():
+    registry = Registry()
+    registry.add(Entry(kind="weighting", name="dmpo", factory=DmpoWeighting, plugin="sloppy", options=DmpoWeighting,
+                       fixed={"baseline": "negative"}))
+    sloppy = Registry()  # same options class, but the name forgot to fix baseline ...
+    sloppy.add(Entry(kind="weighting", name="dmpo", factory=DmpoWeighting, plugin="sloppy", options=DmpoWeighting))
+    laws.registered_name_refuses_its_fixed_options(registry, "weighting", "dmpo")
+    with pytest.raises(laws.LawNotApplicable, match="fixes no option"):
+        laws.registered_name_refuses_its_fixed_options(sloppy, "weighting", "dmpo")
+
+    class Permissive(Registry):  # ... or a registry that lets a user override a fixed option
+        def validate(self, kind, name, options, *, path=""):
+            return {**self.get(kind, name).fixed, **dict(options or {})}
+
+        def create(self, kind, name, _path="", /, **options):
+            return self.get(kind, name).factory(**self.validate(kind, name, options))
+
+    permissive = Permissive()
+    permissive.add(Entry(kind="weighting", name="dmpo", factory=DmpoWeighting, plugin="p", options=DmpoWeighting,
+                         fixed={"baseline": "negative"}))
+    with pytest.raises(LawError, match="validate.*baseline='none'.*was accepted"):
+        laws.registered_name_refuses_its_fixed_options(permissive, "weighting", "dmpo")

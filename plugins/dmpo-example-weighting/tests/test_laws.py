@@ -8,6 +8,7 @@ import pytest
 import torch
 from dmpo_example_weighting import TemperedWeighting, tempered_rewards
 
+from dmpo_core.errors import ConfigError
 from dmpo_core.objective import DmpoWeighting
 from dmpo_core.registry import build_registry
 from dmpo_core.testing import laws
@@ -57,5 +58,8 @@ def test_outlier_penalty_no_longer_collapses_the_group() -> None:
 
 
 def test_bad_kappa_names_the_argument() -> None:
-    with pytest.raises(Exception, match=r"kappa=0"):
+    with pytest.raises(ConfigError, match=r"kappa=0"):
         TemperedWeighting(kappa=0)
+    # Registered with its options class: the registry reports the option with its full path.
+    with pytest.raises(ConfigError, match=r"weighting\.options\.kappa=0"):
+        build_registry().validate("weighting", "example-tempered", {"kappa": 0}, path="weighting.options")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from dmpo_core.errors import ConfigError
 from dmpo_core.training import TrainConfig, train as run_training
 from dmpo_core.training import checkpoint as ckpt
 from dmpo_core.training.build import build_components, plan
+from dmpo_core.training.runlock import LOCK_NAME, RunLock
+from dmpo_core.training.signals import GracefulStop, exit_code
 from dmpo.backends import builtin
 from dmpo.cli import configfile
 from dmpo.cli.progress import TrainProgress
@@ -35,9 +38,10 @@ def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
 PER_INVOCATION_KEYS = frozenset({"max_minutes"})
 
 
-def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) -> None:
+def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool, clear: bool = True) -> None:
     """Refuse to mix two runs in one folder (a resumed run must have the same config, but for
-    :data:`PER_INVOCATION_KEYS`)."""
+    :data:`PER_INVOCATION_KEYS`); with ``--overwrite`` and ``clear``, empty the folder but for
+    its lock (call that only while holding the lock)."""
     if resume and overwrite:
         raise ConfigError(["--resume continues the run in --output-dir and --overwrite deletes it; pass one of them"],
                           source="dmpo train")
@@ -49,7 +53,10 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
                                "--resume to start a run there"], source="--output-dir")
         return
     if overwrite:
-        shutil.rmtree(out)
+        if clear:
+            for child in out.iterdir():
+                if child.name != LOCK_NAME:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         return
     if not resume:
         raise ConfigError([f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"],
@@ -88,27 +95,45 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     cfg = resolve_config(backend, task, model, config_file, sets)
     out = Path(output_dir)
     checked = plan(cfg)  # every name and option checked before the model loads
-    check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
-    comp = build_components(cfg, checked=checked)
-    evals: list[dict] = []
-    with TrainProgress(total=cfg.total_steps, quiet=quiet) as bar:
-        def on_eval(record: dict) -> None:
-            evals.append(record)
-            bar.note_eval(record)
-
-        last = run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=on_eval,
-                            on_notice=bar.note)
+    lock = RunLock(out)
+    lock.check_free()  # a live run there is the first thing to say
+    check_output_dir(out, cfg, resume=resume, overwrite=overwrite, clear=False)  # nothing written yet
+    with lock:  # no other process writes this run until this one ends
+        check_output_dir(out, cfg, resume=resume, overwrite=overwrite)
+        comp = build_components(cfg, checked=checked)
+        with GracefulStop() as signals, TrainProgress(total=cfg.total_steps, quiet=quiet) as bar:
+            last = run_training(cfg, comp, out, resume=resume, on_step=bar.update, on_eval=bar.note_eval,
+                                on_notice=bar.note, stop=signals.requested)
     click.echo(summarize(out))
+    if last.get("stopped") in ("SIGINT", "SIGTERM"):
+        click.echo(f"stopped at step {last['step']} of {cfg.total_steps} by {last['stopped']}, checkpoint saved; "
+                   f"continue with: dmpo train {_resume_args(backend, task, model, config_file, sets, out)}",
+                   err=True)
+        raise SystemExit(exit_code(last["stopped"]))
     if last.get("stopped") == "max_minutes":
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps}: the max_minutes={cfg.max_minutes:g} time "
                    f"budget ran out (this machine is slower than the recipe assumed); run the same command with "
                    f"--resume to finish (--set max_minutes=null lifts the budget)")
 
 
+def _resume_args(backend, task, model, config_file, sets, out: Path) -> str:
+    """The arguments that continue this run: the same options plus ``--resume``."""
+    parts = [f"--{k} {shlex.quote(v)}" for k, v in (("backend", backend), ("task", task), ("model", model),
+                                                      ("config", config_file)) if v]
+    parts += [f"--set {shlex.quote(s)}" for s in sets]
+    return " ".join([*parts, f"--output-dir {shlex.quote(str(out))}", "--resume"])
+
+
 def summarize(run_dir: Path) -> str:
     """Base vs trained accuracy from the run's evaluation records."""
     path = run_dir / "metrics.jsonl"
-    evals = [json.loads(ln) for ln in path.read_text().splitlines() if ln and '"eval": true' in ln]
+    evals = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"eval": true' in line:
+            try:
+                evals.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     if not evals:
         return f"done; metrics in {path}"
     key = next((k for k in evals[0] if k.startswith("eval_") and k not in ("eval_mean_nfe", "eval_seconds", "eval_n")),

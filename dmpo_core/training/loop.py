@@ -177,12 +177,15 @@ def train(
     on_step: StepCallback | None = None,
     on_eval: StepCallback | None = None,
     on_notice: ckpt.Notice | None = None,
+    stop: Callable[[], str | None] | None = None,
 ) -> dict[str, Any]:
     """Train ``comp.policy`` for ``cfg.total_steps`` rollout batches; return the final metrics.
 
     ``on_step``/``on_eval`` receive each metrics record (the CLI drives its progress bar
     with them); ``on_notice`` receives one-line notices (a damaged checkpoint passed over,
-    a torn metrics line dropped). Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
+    a torn metrics line dropped). ``stop`` is asked after every step; when it names a reason
+    (a signal), the run checkpoints that step, writes ``{"stopped": reason}`` and returns the
+    last step's metrics with ``stopped`` set. Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
     losses in a row (the last checkpoint stays intact). When ``cfg.max_minutes`` runs out
     first, the run evaluates and checkpoints at the step it reached, writes a record
     ``{"stopped": "max_minutes"}`` and returns the last step's metrics with ``stopped`` set.
@@ -356,6 +359,12 @@ def train(
             log.write({"step": counters.step, "stopped": "max_minutes", "total_steps": cfg.total_steps,
                        "max_minutes": cfg.max_minutes})
             return {**last, "stopped": "max_minutes"}
+        asked = stop() if stop is not None else None
+        if asked and not is_last:  # a signal: this step is done, save it and go
+            if not (cfg.save_every and counters.step % cfg.save_every == 0):
+                _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch)
+            log.write({"step": counters.step, "stopped": asked, "total_steps": cfg.total_steps})
+            return {**last, "stopped": asked}
     return last
 
 

@@ -71,11 +71,13 @@ def one_of(*choices: Any) -> Callable:
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``(the type without None, whether None is allowed)``; a union of several types stays a
+    union (checked loosely), but ``None`` is still accepted when it is one of them."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
+        optional = len(args) < len(typing.get_args(tp))
+        return (args[0] if len(args) == 1 else tp), optional
     return tp, False
 
 

@@ -195,3 +195,9 @@ def test_every_builtin_component_has_help_text():
     assert entries
     missing = [f"{e.kind}:{e.name} ({e.plugin})" for e in entries if not e.help.strip()]
     assert not missing, f"built-in components without help text: {missing}"
+
+
+def test_null_is_accepted_for_an_option_whose_type_admits_none():
+    # `device_map: str | dict | None` and `lora: ... | None` written out as null in a config
+    kwargs = build_registry().validate("backend", "llada", {"lora": None, "device_map": None}, path="backend_options")
+    assert kwargs["lora"] is None and kwargs["device_map"] is None

@@ -8,15 +8,12 @@ import random
 from pathlib import Path
 
 import click
-import torch
 
 from dmpo_core.errors import ConfigError
-from dmpo_core.registry import get_registry
-from dmpo_core.training.build import load_policy, make_sampler
-from dmpo_core.training.evaluate import evaluate
-from dmpo_core.training.rollout import decode_completions, encode_prompts
 from dmpo.backends import builtin
 from dmpo.cli import configfile
+
+# torch and the registry are imported inside the commands: `--help` answers without them.
 
 
 def _options(sets: tuple[str, ...]) -> dict:
@@ -27,6 +24,8 @@ def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, t
              remasking: str | None, sampler_sets: tuple[str, ...] = ()):
     """The sampler from the length/steps/temperature flags and its own ``--sampler-option``s
     (checked against its options class; an option it does not have is a one-line error)."""
+    from dmpo_core.training.build import make_sampler
+
     rollout = {"gen_length": gen_length, "block_length": block_length, "temperature": temperature,
                "steps": steps if steps is not None else gen_length // 2}
     options = _options(sampler_sets)
@@ -100,6 +99,12 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time."""
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ConfigError(["--batch-size and --limit must be >= 1"], source="dmpo eval")
+    import torch
+
+    from dmpo_core.registry import get_registry
+    from dmpo_core.training.build import load_policy
+    from dmpo_core.training.evaluate import evaluate
+
     gen_length, block_length = _lengths(model, gen_length, block_length)
     task_obj = get_registry().create("task", task, "--task-option", **_task_options(task, model, task_sets))
     samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
@@ -129,6 +134,11 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
 def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
              backend_sets, chat, seed) -> None:
     """Complete one PROMPT and print the completion."""
+    import torch
+
+    from dmpo_core.training.build import load_policy
+    from dmpo_core.training.rollout import decode_completions, encode_prompts
+
     gen_length, block_length = _lengths(model, gen_length, block_length)
     samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
     policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")

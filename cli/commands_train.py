@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 
 from dmpo_core.errors import ConfigError
-from dmpo_core.training import TrainConfig, train as run_training
-from dmpo_core.training import checkpoint as ckpt
-from dmpo_core.training.build import build_components, plan
+from dmpo_core.training.config import TrainConfig
 from dmpo_core.training.runlock import LOCK_NAME, RunLock
 from dmpo_core.training.signals import GracefulStop, exit_code
 from dmpo.backends import builtin
 from dmpo.cli import configfile
-from dmpo.cli.progress import TrainProgress
+
+# torch, the registry and the progress bar are imported in the command, after the config is
+# read: `--help` and config errors answer without them.
 
 
 def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
@@ -45,6 +45,8 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
     if resume and overwrite:
         raise ConfigError(["--resume continues the run in --output-dir and --overwrite deletes it; pass one of them"],
                           source="dmpo train")
+    from dmpo_core.training import checkpoint as ckpt
+
     existing = ckpt.read_config(out)
     holds_run = existing is not None or (out / "metrics.jsonl").exists()
     if not holds_run:
@@ -94,6 +96,10 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     """
     cfg = resolve_config(backend, task, model, config_file, sets)
     out = Path(output_dir)
+    from dmpo_core.training import train as run_training
+    from dmpo_core.training.build import build_components, plan
+    from dmpo.cli.progress import TrainProgress
+
     checked = plan(cfg)  # every name and option checked before the model loads
     lock = RunLock(out)
     lock.check_free()  # a live run there is the first thing to say

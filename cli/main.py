@@ -14,7 +14,34 @@ from dmpo_core.errors import DmpoError
 
 
 class DmpoGroup(click.Group):
-    """A click group that reports dmpo's typed errors in one line."""
+    """A click group that reports dmpo's typed errors in one line, and finds plugin commands
+    (the ``register_commands`` hook) only when a name is not a built-in command or the
+    commands are listed, so that ``dmpo train --help`` loads no plugin (and no torch)."""
+
+    _plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """Commands registered through the ``register_commands`` hook (built-in names win)."""
+        if self._plugin_commands is None:
+            from dmpo_core.registry import get_registry
+
+            found: dict[str, click.Command] = {}
+            try:
+                registry = get_registry()
+            except DmpoError as err:  # a broken plugin set must not hide `dmpo --help`
+                click.echo(f"warning: {err}", err=True)
+                registry = None
+            for entry in registry.entries("command") if registry is not None else []:
+                if entry.name not in self.commands:
+                    found[entry.name] = entry.factory()
+            self._plugin_commands = found
+        return self._plugin_commands
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self.plugin_commands().get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.plugin_commands()})
 
     def invoke(self, ctx: click.Context):
         try:
@@ -42,24 +69,9 @@ def _add_builtin_commands() -> None:
         cli.add_command(command)
 
 
-def _add_plugin_commands() -> None:
-    """Commands registered through the ``register_commands`` hook."""
-    from dmpo_core.registry import get_registry
-
-    try:
-        registry = get_registry()
-    except DmpoError as err:  # a broken plugin set must not hide `dmpo --help`
-        click.echo(f"warning: {err}", err=True)
-        return
-    for entry in registry.entries("command"):
-        if entry.name not in cli.commands:
-            cli.add_command(entry.factory(), name=entry.name)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _add_builtin_commands()
-    _add_plugin_commands()
     cli.main(args=argv, prog_name="dmpo", standalone_mode=True)
 
 

@@ -557,6 +557,26 @@ def _quantization(options: HFBackendOptions) -> Any:
     )
 
 
+def check_chat_template(tokenizer: Any, folder: Path) -> None:
+    """Render the tokenizer's chat template once on a probe turn, so that a template that fails
+    (a jinja syntax error, or one the sandbox blocks) is a one-line error before any weight loads.
+
+    Raises:
+        InvalidArgumentError: naming the folder and the template's error.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return
+    try:
+        tokenizer.apply_chat_template([{"role": "user", "content": "probe"}], tokenize=False,
+                                      add_generation_prompt=True)
+    except Exception as err:  # noqa: BLE001 - a model's template is foreign code
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise InvalidArgumentError(
+            "chat_template", str(folder), f"the tokenizer's chat template fails to render ({reason}); fix "
+            "chat_template.jinja / tokenizer_config.json there, or remove the template and use task option "
+            "prompt_style=compact") from err
+
+
 def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFPolicy:
     """Load ``model`` (a folder or hub id) of ``family`` as an :class:`HFPolicy`.
 
@@ -578,6 +598,7 @@ def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFP
     check_tensors(folder, scan_weights(folder), expected_shapes(family, config), family, fmt)
     with _quiet_transformers():
         tokenizer = load_tokenizer(folder, config)
+    check_chat_template(tokenizer, folder)  # before the weights: a broken template fails in a second
     ids = resolve_special_ids(folder, raw, tokenizer, family, int(config.vocab_size))
     for problem in family.known_id_mismatches(int(config.vocab_size), attrs.asdict(ids)):
         warnings.warn(f"{folder}: {problem} (see the {family.name} family's known_ids)", stacklevel=2)

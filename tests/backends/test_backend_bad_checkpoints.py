@@ -232,3 +232,25 @@ def test_bad_lora_settings_are_reported_all_at_once(tiny_llada):
 
 def test_tiny_tokenizer_is_usable_without_files():
     assert make_tiny_tokenizer().mask_token == "<|mdm_mask|>"
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",  # blocked by jinja's sandbox
+    "{% for m in messages %}{{ m.content }",  # a syntax error
+])
+def test_a_chat_template_that_fails_is_one_line_before_any_weight_loads(ckpt, monkeypatch, template):
+    import transformers
+
+    for name in ("chat_template.jinja",):
+        (ckpt / name).unlink(missing_ok=True)
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    config["chat_template"] = template
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(config))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the template was checked")
+
+    monkeypatch.setattr(transformers.LlamaForCausalLM, "from_pretrained", never)
+    with pytest.raises(InvalidArgumentError, match="chat template fails to render") as info:
+        load_llada_policy(str(ckpt))
+    assert "\n" not in str(info.value) and "prompt_style=compact" in str(info.value)

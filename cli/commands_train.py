@@ -25,11 +25,10 @@ def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
     data: dict = {}
     file_data = configfile.read_yaml(config_file) if config_file else {}
     chosen_model = model or file_data.get("model") or TrainConfig().model
-    data = configfile.merge(data, builtin.recommended_config(chosen_model))
-    data = configfile.merge(data, file_data)
-    for key, value in (("backend", backend), ("task", task), ("model", model)):
-        if value is not None:
-            data[key] = value
+    data = configfile.layer(data, builtin.recommended_config(chosen_model))
+    data = configfile.layer(data, file_data)
+    data = configfile.layer(data, {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v})
+    data = configfile.drop_stale_options(data, configfile.apply_sets({}, sets))
     data = configfile.apply_sets(data, sets)
     return TrainConfig.from_dict(data, source="training config")
 

@@ -103,6 +103,34 @@ def _one_line(err: yaml.YAMLError) -> str:
     return " ".join(str(err).split())[:300]
 
 
+#: ``(section, name key, options key)`` of each component a config names: options belong to the
+#: component they were written for.
+COMPONENT_OPTIONS: tuple[tuple[str | None, str, str], ...] = (
+    (None, "backend", "backend_options"), (None, "task", "task_options"), (None, "engine", "engine_options"),
+    ("rollout", "sampler", "sampler_options"), ("weighting", "scheme", "options"), ("loss", "objective", "options"),
+)
+
+
+def layer(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """:func:`merge` ``override`` over ``base`` after :func:`drop_stale_options`."""
+    return merge(drop_stale_options(base, override), override)
+
+
+def drop_stale_options(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` without the options of a component that ``override`` replaces by another one
+    without giving its options: ``--set weighting.scheme=grpo`` over a DMPO recipe must not
+    keep the recipe's ``alpha``, nor ``--task countdown`` its Sudoku options."""
+    base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for section, name_key, options_key in COMPONENT_OPTIONS:
+        old = base if section is None else base.get(section)
+        new = override if section is None else override.get(section)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        if name_key in new and new[name_key] != old.get(name_key) and options_key not in new:
+            old.pop(options_key, None)
+    return base
+
+
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of nested dicts (override wins)."""
     out = dict(base)

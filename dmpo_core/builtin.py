@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dmpo_core.hookspecs import hookimpl
 from dmpo_core.objective.ddo import DdoObjective
+from dmpo_core.objective.grpo import DiffuGrpoObjective, GroupNormalisedWeighting
 from dmpo_core.objective.schemes import DmpoWeighting
 from dmpo_core.objective.wdce import WdceObjective
 
@@ -21,9 +22,13 @@ def register_weightings(register):
         ("dmpo-unbiased", "unbiased", "DMPO weights minus softmax(ELBO_theta - log p_old) at loss time"),
     ):
         register(name, DmpoWeighting, options=DmpoWeighting, fixed={"baseline": baseline}, help=text)
+    register("grpo", GroupNormalisedWeighting, options=GroupNormalisedWeighting,
+             help="GRPO advantages (r - group mean) / (group std + eps); rewards only (use with diffu-grpo)")
 
 
 @hookimpl
 def register_objectives(register):
     register("wdce", WdceObjective, options=WdceObjective, help="weighted denoising cross-entropy (DMPO's loss)")
     register("ddo", DdoObjective, options=DdoObjective, help="DDO loss on DMPO's importance weights")
+    register("diffu-grpo", DiffuGrpoObjective, options=DiffuGrpoObjective,
+             help="d1's diffu-GRPO: mean-field per-token ratios (prompt masked p=0.15), PPO clip, k3 KL")

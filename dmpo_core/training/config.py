@@ -83,8 +83,9 @@ class WeightingConfig:
 
     scheme: str = "dmpo"
     """Registered weighting scheme (dmpo, dmpo-mean, dmpo-none, dmpo-unbiased, or a plugin's)."""
-    options: dict[str, Any] = attrs.field(factory=lambda: {"alpha": 0.04})
-    """Keyword options of the scheme (for DMPO: alpha, coeff, adaptive, ess_threshold, lam)."""
+    options: dict[str, Any] = attrs.field(factory=dict)
+    """Keyword options of the scheme (for DMPO: alpha, coeff, adaptive, ess_threshold, lam); what is
+    not given takes the scheme's own default (DMPO's alpha 0.04): ``dmpo plugins SCHEME`` lists them."""
 
 
 @attrs.frozen(kw_only=True)
@@ -93,8 +94,9 @@ class LossConfig:
 
     objective: str = "wdce"
     """Registered objective (wdce, ddo, or a plugin's)."""
-    options: dict[str, Any] = attrs.field(factory=lambda: {"replicates": 4, "antithetic": True, "clamp": True})
-    """Keyword options of the objective."""
+    options: dict[str, Any] = attrs.field(factory=dict)
+    """Keyword options of the objective; what is not given takes the objective's own default
+    (WDCE: replicates 4, antithetic, clamped): ``dmpo plugins OBJECTIVE`` lists them."""
     num_iterations: int = attrs.field(default=8, validator=positive())
     """Gradient steps on each rollout batch (weights are held fixed across them)."""
     micro_batch_groups: int = attrs.field(default=0, validator=non_negative())

@@ -268,3 +268,26 @@ def test_plugins_name_shows_a_components_options():
     assert {o["name"] for o in entry["options"]} >= {"dtype", "device", "lora", "gradient_checkpointing"}
     missing = CliRunner().invoke(CLI, ["plugins", "no-such-thing"])
     assert missing.exit_code == 2 and "unknown component 'no-such-thing'" in missing.output
+
+
+def test_diffu_grpo_trains_three_steps_on_the_builtin_model(tmp_path):
+    out = tmp_path / "grpo"
+    result = run("train", "--output-dir", str(out), "--quiet", *SHORT, "--set", "total_steps=3",
+                 "--set", "weighting.scheme=grpo", "--set", "loss.objective=diffu-grpo", "--set", "loss.num_iterations=2")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if not r.get("eval")]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert {"kl_mean", "ratio_mean", "clip_fraction", "adv_abs_mean"} <= set(steps[-1])
+    assert "time/logp" in steps[-1] and "ess_mean" not in steps[-1]  # no DMPO statistics, no ELBO estimate
+
+
+def test_naming_another_component_drops_the_options_written_for_the_old_one(tmp_path):
+    from dmpo.cli.commands_train import resolve_config
+
+    cfg = resolve_config(None, "countdown", None, None, ("weighting.scheme=grpo", "rollout.sampler=roar"))
+    assert cfg.weighting.options == {} and "fixed_givens" not in cfg.task_options
+    assert cfg.rollout.sampler_options == {}
+    kept = resolve_config(None, None, None, None, ("weighting.options.alpha=0.5",))
+    assert kept.weighting.scheme == "dmpo-mean" and kept.weighting.options == {"alpha": 0.5}
+    assert kept.task_options == {"prompt_style": "compact", "fixed_givens": True}

@@ -37,8 +37,8 @@ def core_only():
 
 def test_builtin_weightings_and_objectives_are_registered():
     reg = core_only()
-    assert reg.names("weighting") == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased"]
-    assert reg.names("objective") == ["ddo", "wdce"]
+    assert reg.names("weighting") == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased", "grpo"]
+    assert reg.names("objective") == ["ddo", "diffu-grpo", "wdce"]
     scheme = reg.create("weighting", "dmpo-mean", alpha=0.1)
     assert isinstance(scheme, DmpoWeighting) and scheme.baseline == "mean" and scheme.alpha == 0.1
     assert reg.create("weighting", "dmpo").baseline == "negative"  # the paper's default
@@ -51,7 +51,7 @@ def test_unknown_name_lists_the_available_names():
     message = str(info.value)
     assert "unknown weighting 'dmpo-typo'" in message
     assert "available: dmpo, dmpo-mean, dmpo-none, dmpo-unbiased" in message
-    assert info.value.available == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased"]
+    assert info.value.available == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased", "grpo"]
 
 
 def test_duplicate_name_names_both_plugins_and_the_first_keeps_it():

@@ -18,7 +18,7 @@ from dmpo_core.training import TrainConfig, train
 from dmpo_core.training.build import _members, build_components
 from dmpo_core.training.loop import Components
 from dmpo.backends import builtin
-from dmpo.cli.configfile import merge
+from dmpo.cli.configfile import layer, merge
 
 
 def declared_only(obj: Any, protocol: type) -> Any:
@@ -69,7 +69,7 @@ def recipe(override: dict) -> TrainConfig:
     shipped = builtin.recommended_config("builtin:sudoku-tiny")
     short = {"total_steps": 2, "eval_size": 8, "eval_batch_size": 8, "save_every": 1, "max_minutes": None,
              "rollout": {"prompts_per_step": 2, "group_size": 4}}
-    return TrainConfig.from_dict(merge(merge(shipped, short), override))
+    return TrainConfig.from_dict(layer(merge(shipped, short), override))
 
 
 @pytest.mark.parametrize("override", [
@@ -78,7 +78,8 @@ def recipe(override: dict) -> TrainConfig:
     {"weighting": {"scheme": "dmpo-unbiased"}, "loss": {"num_iterations": 2}},
     {"rollout": {"sampler": "roar"}, "scoring": {"method": "exact"}, "ref_sync_every": 1,
      "eval_sampler": "low-confidence"},
-], ids=["demo", "ddo", "unbiased", "roar-exact"])
+    {"weighting": {"scheme": "grpo"}, "loss": {"objective": "diffu-grpo", "num_iterations": 2}},
+], ids=["demo", "ddo", "unbiased", "roar-exact", "diffu-grpo"])
 def test_two_steps_run_on_declared_members_only_and_match_the_plain_run(tmp_path, override):
     cfg = recipe(override)
     plain = build_components(cfg)

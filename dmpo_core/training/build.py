@@ -121,14 +121,9 @@ def plan(cfg: TrainConfig, registry: Registry | None = None) -> Plan:
         except DmpoError as err:
             problems.extend(_problems(err, label))
 
-    def resolve_model() -> str:
-        entry = reg.get("backend", cfg.backend)
-        return entry.resolve_model(cfg.model) if entry.resolve_model is not None else cfg.model
-
-    attempt("backend_options", "backend", lambda: reg.validate("backend", cfg.backend, cfg.backend_options,
-                                                               path="backend_options"))
-    if "backend_options" in built:
-        attempt("model", "model", resolve_model)
+    attempt("backend", "backend", lambda: check_backend(cfg.backend, cfg.model, cfg.backend_options, reg))
+    if "backend" in built:
+        built["model"], built["backend_options"] = built.pop("backend")
     attempt("engine_options", "engine",
             lambda: reg.validate("engine", cfg.engine, cfg.engine_options, path="engine_options"))
     attempt("task", "task", lambda: reg.create("task", cfg.task, "task_options", **cfg.task_options))
@@ -173,25 +168,34 @@ def _members(protocol: type) -> list[str]:
     return sorted(n for n in {*vars(protocol), *protocol.__annotations__} if not n.startswith("_"))
 
 
-def load_policy(backend: str, model: str, options: Mapping[str, Any], registry: Registry | None = None,
-                *, path: str = "backend_options") -> Policy:
-    """Load a policy through its registered backend: options checked, the model resolved
-    (``builtin:NAME`` to the shipped folder), then the factory called."""
+def check_backend(backend: str, model: str, options: Mapping[str, Any], registry: Registry | None = None,
+                  *, path: str = "backend_options") -> tuple[str, dict[str, Any]]:
+    """The model the backend loads (after its resolver: ``builtin:NAME`` becomes the shipped
+    folder) and the factory's validated options, or one ConfigError with every problem."""
     reg = registry or get_registry()
+    entry = reg.get("backend", backend)
     problems: list[str] = []
     kwargs: dict[str, Any] = {}
+    resolved = model
     try:
         kwargs = reg.validate("backend", backend, options, path=path)
     except DmpoError as err:
         problems.extend(_problems(err))
-    entry = reg.get("backend", backend)
     try:
         resolved = entry.resolve_model(model) if entry.resolve_model is not None else model
     except DmpoError as err:
-        problems.extend(_problems(err))
+        problems.extend(_problems(err, "model"))
     if problems:
         raise ConfigError(problems, source=f"backend {backend!r}")
-    return entry.factory(model=resolved, **kwargs)
+    return resolved, kwargs
+
+
+def load_policy(backend: str, model: str, options: Mapping[str, Any], registry: Registry | None = None,
+                *, path: str = "backend_options") -> Policy:
+    """Load a policy through its registered backend, after :func:`check_backend`."""
+    reg = registry or get_registry()
+    resolved, kwargs = check_backend(backend, model, options, reg, path=path)
+    return reg.get("backend", backend).factory(model=resolved, **kwargs)
 
 
 def build_components(cfg: TrainConfig, registry: Registry | None = None, *, checked: Plan | None = None) -> Components:

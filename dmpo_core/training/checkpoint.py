@@ -115,8 +115,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else 0
 
 
+def _step_folders(root: Path) -> list[Path]:
+    """The ``step-*`` checkpoint folders below ``root``, oldest first ([] when there is no root)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")) if root.is_dir() else []
+
+
 def _newest_size(root: Path) -> int:
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")) if root.exists() else []
+    steps = _step_folders(root)
     return folder_bytes(steps[-1]) if steps else 0
 
 
@@ -180,7 +185,7 @@ def _inspect(path: Path) -> tuple[str | None, dict[str, Any] | None]:
 
 
 def _prune(root: Path, keep: int) -> None:
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    steps = _step_folders(root)
     latest = _pointer(root)
     for old in steps[:-keep]:
         if old.name != latest:
@@ -206,7 +211,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     name = _pointer(root)
     if name is not None and (root / name).is_dir():
         return root / name
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    steps = _step_folders(root)
     return steps[-1] if steps else None
 
 
@@ -223,8 +228,7 @@ def resumable_checkpoint(run_dir: Path, notice: Notice | None = None) -> tuple[P
     if not root.is_dir():
         return None
     first = latest_checkpoint(run_dir)
-    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
-    order = ([first] if first is not None else []) + [p for p in steps if p != first]
+    order = ([first] if first is not None else []) + [p for p in reversed(_step_folders(root)) if p != first]
     if (root / LATEST).exists() and _pointer(root) is None and notice:
         notice(f"{root / LATEST} is garbled; looking for the newest intact checkpoint instead")
     passed: list[str] = []

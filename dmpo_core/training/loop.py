@@ -185,8 +185,8 @@ def train(
     with them); ``on_notice`` receives one-line notices (a damaged checkpoint passed over,
     a torn metrics line dropped). ``stop`` is asked after every step; when it names a reason
     (a signal), the run checkpoints that step, writes ``{"stopped": reason}`` and returns the
-    last step's metrics with ``stopped`` set. Raises :class:`TrainingError` after ``cfg.max_bad_steps`` non-finite
-    losses in a row (the last checkpoint stays intact). When ``cfg.max_minutes`` runs out
+    last step's metrics with ``stopped`` set. Raises :class:`TrainingError` after ``cfg.max_bad_steps`` bad
+    steps in a row (a non-finite loss or gradient norm; the last checkpoint stays intact). When ``cfg.max_minutes`` runs out
     first, the run evaluates and checkpoints at the step it reached, writes a record
     ``{"stopped": "max_minutes"}`` and returns the last step's metrics with ``stopped`` set.
     """

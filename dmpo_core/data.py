@@ -14,10 +14,6 @@ import attrs
 import torch
 
 
-Stats = Mapping[str, float]
-"""Statistics a component reports (``name -> number``), written as they are into ``metrics.jsonl``."""
-
-
 def _stats(value: Mapping[str, Any] | None) -> dict[str, float]:
     return {str(k): v for k, v in dict(value or {}).items()}
 

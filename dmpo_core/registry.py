@@ -136,6 +136,11 @@ class Registry:
             UnknownNameError: no such component.
             ConfigError: unknown, mistyped or invalid options, or an option the name fixes.
         """
+        return self._check(kind, name, options, path)[1]
+
+    def _check(self, kind: str, name: str, options: Mapping[str, Any] | None,
+               path: str) -> tuple[Any, dict[str, Any]]:
+        """:meth:`validate`, also returning the built options instance (None without an options class)."""
         entry = self.get(kind, name)
         values = dict(options or {})
         prefix = f"{path}." if path else ""
@@ -147,10 +152,10 @@ class Registry:
         if problems:
             raise ConfigError(problems, source=f"{kind} {entry.name!r} options")
         if entry.options is None:
-            return values
+            return None, values
         built = build_config(entry.options, {**values, **entry.fixed}, source=f"{kind} {entry.name!r} options",
                              prefix=prefix)
-        return {f.name: getattr(built, f.name) for f in attrs.fields(entry.options) if f.init}
+        return built, {f.name: getattr(built, f.name) for f in attrs.fields(entry.options) if f.init}
 
     def create(self, kind: str, name: str, _path: str = "", /, **options: Any) -> Any:
         """Build the component ``name`` of ``kind`` with ``options`` (checked by :meth:`validate`).
@@ -159,7 +164,9 @@ class Registry:
         ConfigError naming ``_path``, never as a bare TypeError.
         """
         entry = self.get(kind, name)
-        kwargs = self.validate(kind, name, options, path=_path)
+        built, kwargs = self._check(kind, name, options, _path)
+        if entry.options is not None and entry.factory is entry.options:
+            return built  # the component is its own options class: already built by the check
         if entry.options is not None:
             return entry.factory(**kwargs)
         try:

@@ -13,6 +13,8 @@ PIP     = $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 $(BIN)/dmpo: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
+	@# the distribution was called dmpo before it became dllm-dmpo: an old install would list every entry point twice
+	$(BIN)/python -m pip uninstall -y -q dmpo 2>/dev/null || true
 	$(PIP) -e ".[test]"
 	$(PIP) -e plugins/dmpo-example-weighting
 	@touch $@

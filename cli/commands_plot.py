@@ -32,7 +32,7 @@ def plot(run_dir, output) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise DataError("matplotlib", "is not installed; pip install 'dmpo[plot]'") from err
+        raise DataError("matplotlib", "is not installed; pip install 'dllm-dmpo[plot]'") from err
     records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
     steps = [r for r in records if not r.get("eval")]
     evals = [r for r in records if r.get("eval")]

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from dmpo_core import distribution
 from dmpo_core.errors import DmpoError
 
 
@@ -52,7 +53,8 @@ class DmpoGroup(click.Group):
 
 
 @click.group(cls=DmpoGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="dmpo")
+@click.version_option(version=distribution.version(), package_name=distribution.NAME,
+                      message="%(prog)s %(version)s (distribution %(package)s)")
 def cli() -> None:
     """dmpo: RL fine-tuning of diffusion language models by Distribution Matching Policy Optimization.
 

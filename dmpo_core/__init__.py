@@ -5,9 +5,10 @@ completions per prompt (rows prompt-major ``[B*G]``), ``R`` masking replicates, 
 prompt length, ``L`` completion length, ``V`` vocabulary.
 """
 
+from dmpo_core import distribution
 from dmpo_core.hookspecs import hookimpl, hookspec
 from dmpo_core.registry import Registry, build_registry, get_registry
 
-__version__ = "0.1.0"
+__version__ = distribution.version()
 
 __all__ = ["Registry", "__version__", "build_registry", "get_registry", "hookimpl", "hookspec"]

@@ -1,13 +1,13 @@
 """The component registry, filled by plugins through pluggy hooks.
 
-Built-in components (the ``dmpo`` distribution's own backends, tasks, samplers,
+Built-in components (this distribution's own backends, tasks, samplers,
 weightings ...) and third-party ones are registered the same way: modules listed in the
 entry-point group ``dmpo`` implement ``register_<things>(register)`` hooks. Loading is
 lazy (on the first :func:`get_registry`) and idempotent. A plugin that fails to import or
 to register is reported by name and does not take the others down.
 
 The environment variable ``DMPO_PLUGINS`` (comma-separated entry-point names) restricts
-which third-party plugins load; the ``dmpo`` distribution's own always load.
+which third-party plugins load; this distribution's own (``dllm-dmpo``) always load.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from typing import Any
 import attrs
 import pluggy
 
-from dmpo_core import hookspecs
+from dmpo_core import distribution, hookspecs
 from dmpo_core.config import build_config
 from dmpo_core.errors import ConfigError, DuplicateNameError, InvalidArgumentError, UnknownNameError
 
 ENTRY_POINT_GROUP = "dmpo"
 ENV_RESTRICT = "DMPO_PLUGINS"
-OWN_DISTRIBUTION = "dmpo"
+OWN_DISTRIBUTION = distribution.NAME
 
 #: The built-in plugins, ``(entry-point name, module)``, loaded directly (before any entry
 #: point) so that a checkout whose distribution metadata is missing or stale still has every
 #: built-in component, and a third-party plugin can never take a built-in's name. They are
-#: also the ``dmpo`` distribution's entry points (pyproject.toml); a meta-test keeps the two equal.
+#: also this distribution's entry points (pyproject.toml); a meta-test keeps the two equal.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "dmpo_core.builtin"),
     ("samplers", "dmpo_core.samplers"),
@@ -202,7 +202,7 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 def _allowed(ep: importlib.metadata.EntryPoint, restrict: set[str] | None) -> bool:
     dist = getattr(ep, "dist", None)
-    own = dist is not None and dist.name == OWN_DISTRIBUTION
+    own = dist is not None and distribution.is_own(dist.name)
     return own or restrict is None or ep.name in restrict
 
 

@@ -96,7 +96,7 @@ class Math500Task(AnswerTask):
     def __init__(self, config: Math500Config, **kwargs: Any) -> None:
         if importlib.util.find_spec("math_verify") is None:
             problem = ("the math500 task compares answers with math-verify, which is not installed: "
-                       "pip install 'dmpo[math]' (or math-verify)")
+                       "pip install 'dllm-dmpo[math]' (or math-verify)")
             raise ConfigError([problem], source="math500 task")
         super().__init__(config, **kwargs)
 

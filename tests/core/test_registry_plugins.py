@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from dmpo_core import builtin, hookimpl, hookspecs
+from dmpo_core import builtin, distribution, hookimpl, hookspecs
 from dmpo_core import registry as registry_module
 from dmpo_core.errors import DuplicateNameError, UnknownNameError
 from dmpo_core.objective import DmpoWeighting
@@ -187,9 +187,9 @@ def test_every_builtin_component_has_help_text():
     own = {
         ep.name
         for ep in importlib.metadata.entry_points(group=registry_module.ENTRY_POINT_GROUP)
-        if ep.dist is not None and ep.dist.name == registry_module.OWN_DISTRIBUTION
+        if ep.dist is not None and distribution.is_own(ep.dist.name)
     }
-    reg = build_registry(restrict=set())  # the dmpo distribution's own plugins only
+    reg = build_registry(restrict=set())  # this distribution's own plugins only
     assert "core" in reg.report.loaded
     entries = [e for e in reg.entries() if e.plugin in own]
     assert entries

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-pytest.importorskip("math_verify", reason="the math500 task needs math-verify (pip install 'dmpo[math]')")
+pytest.importorskip("math_verify", reason="the math500 task needs math-verify (pip install 'dllm-dmpo[math]')")
 
 from dmpo.tasks.math500 import Math500Task, reference_answer
 from dmpo.tasks.mathverify import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 import shutil
@@ -13,21 +14,25 @@ from dmpo_core.errors import ConfigError
 from dmpo_core.training.config import TrainConfig
 from dmpo_core.training.runlock import LOCK_NAME, RunLock
 from dmpo_core.training.signals import GracefulStop, exit_code
-from dmpo.backends import builtin
-from dmpo.cli import configfile
+from dmpo.cli import configfile, recipes
 
 # torch, the registry and the progress bar are imported in the command, after the config is
 # read: `--help` and config errors answer without them.
 
 
 def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
-    """Built-in model's recommended config < --config file < --backend/--task/--model < --set."""
+    """Built-in model's recipe < the chosen backend's and task's recommended configs (plugins)
+    < --config file < --backend/--task/--model < --set (see :mod:`dmpo.cli.recipes`)."""
     data: dict = {}
     file_data = configfile.read_yaml(config_file) if config_file else {}
-    chosen_model = model or file_data.get("model") or TrainConfig().model
-    data = configfile.layer(data, builtin.recommended_config(chosen_model))
+    flags = {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v}
+    user = configfile.apply_sets(copy.deepcopy(configfile.merge(file_data, flags)), sets)
+    recipe = recipes.recipe_of(recipes.chosen("model", user, {}))
+    data = configfile.layer(data, recipe)
+    for layer in recipes.plugin_layers(user, recipe):
+        data = configfile.layer(data, layer)
     data = configfile.layer(data, file_data)
-    data = configfile.layer(data, {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v})
+    data = configfile.layer(data, flags)
     data = configfile.drop_stale_options(data, configfile.apply_sets({}, sets))
     data = configfile.apply_sets(data, sets)
     return TrainConfig.from_dict(data, source="training config")

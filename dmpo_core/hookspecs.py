@@ -3,7 +3,8 @@
 Every hook is named ``register_<things>(register)``: dmpo passes a ``register`` callback
 and owns the collection, so names, aliases and collisions are decided in one place.
 
-``register(name, factory, *, options=None, fixed=None, aliases=(), help="")``:
+``register(name, factory, *, options=None, fixed=None, aliases=(), help="", resolve_model=None,
+recommended_config=None)``:
 
 * ``name`` (str): the name users type (``--backend llada``); lower case, ``-`` allowed.
 * ``factory``: a callable that builds the component from keyword arguments (a class or
@@ -18,6 +19,10 @@ and owns the collection, so names, aliases and collisions are decided in one pla
   fixed={"baseline": "negative"})``); a user who sets one gets an error, not a silent override.
 * ``resolve_model`` (backends only): ``fn(model: str) -> str`` run before anything loads,
   turning the user's model string into what the factory loads (or raising a typed error).
+* ``recommended_config`` (backends and tasks): the training config the component is tuned
+  with, as nested keys (``{"rollout": {"gen_length": 64}}``), or for a backend
+  ``fn(model: str) -> config`` for the model it loads. ``dmpo train`` layers it under the
+  user's config file, flags and ``--set`` (the user's values win).
 * ``aliases``: further names for the same component.
 * ``help``: one line shown by ``dmpo plugins``.
 

@@ -77,6 +77,21 @@ class Entry:
     resolve_model: Callable[[str], str] | None = None
     """Backends only: maps the user's model string to what the factory loads, raising a typed
     error for one that cannot exist (e.g. an unknown ``builtin:NAME``) before anything loads."""
+    recommended_config: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None
+    """A training config the component recommends (nested keys, as in a YAML file), or for a
+    backend ``fn(model) -> config`` for the model it loads; ``dmpo train`` layers it under the
+    user's config file and flags (see :meth:`recommended`)."""
+
+    def recommended(self, model: str = "") -> dict[str, Any]:
+        """The recommended training config for ``model`` ({} when the component has none)."""
+        rc = self.recommended_config
+        found = rc(model) if callable(rc) else rc
+        if found is None:
+            return {}
+        if not isinstance(found, Mapping):
+            raise InvalidArgumentError("recommended_config", found,
+                                       f"{self.kind} {self.name!r}: return a mapping of config keys")
+        return dict(found)
 
     def option_fields(self) -> dict[str, attrs.Attribute]:
         """The options a user may set, by name (the fixed ones excluded); {} without an options class."""
@@ -217,13 +232,19 @@ def _collect(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Entry]
             def register(
                 comp_name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = (), help: str = "",
                 options: type | None = None, fixed: Mapping[str, Any] | None = None,
-                resolve_model: Callable[[str], str] | None = None, _kind=kind,
+                resolve_model: Callable[[str], str] | None = None,
+                recommended_config: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None, _kind=kind,
             ) -> None:
                 if options is not None and not attrs.has(options):
                     raise InvalidArgumentError("options", options, f"{comp_name!r}: pass an attrs class (or None)")
+                if recommended_config is not None and not (callable(recommended_config)
+                                                           or isinstance(recommended_config, Mapping)):
+                    raise InvalidArgumentError("recommended_config", recommended_config,
+                                               f"{comp_name!r}: pass a mapping of config keys or fn(model) -> mapping")
                 found.append(
                     Entry(kind=_kind, name=comp_name, factory=factory, plugin=name, help=help, aliases=tuple(aliases),
-                          options=options, fixed=fixed or {}, resolve_model=resolve_model)
+                          options=options, fixed=fixed or {}, resolve_model=resolve_model,
+                          recommended_config=recommended_config)
                 )
 
             kwargs = {"register": register} if "register" in impl.argnames else {}

@@ -14,6 +14,10 @@ DMPO-like ones; ``laws.WEIGHTING_LAWS`` is both. A law that does not apply to a 
 Options are drawn from the scheme's options class (``strategies.scheme_options``).
 
 and a new dLLM backend with ``dmpo_core.testing.backend_contract.run_backend_contract``.
+:mod:`dmpo_core.testing.plugin_kit` holds a contract suite for every kind of plugin, on the
+toy backend and task of :mod:`dmpo_core.testing.toys`; dmpo's pytest plugin
+(:mod:`dmpo_core.testing.pytest_plugin`, entry point ``pytest11``) gives it to any test as the
+fixture ``dmpo_kit``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ _LAZY = {
     "laws": ("dmpo_core.testing.laws", None),
     "strategies": ("dmpo_core.testing.strategies", None),
     "backend_contract": ("dmpo_core.testing.backend_contract", None),
+    "plugin_kit": ("dmpo_core.testing.plugin_kit", None),
+    "toys": ("dmpo_core.testing.toys", None),
     "WEIGHTING_LAWS": ("dmpo_core.testing.laws", "WEIGHTING_LAWS"),
     "UNIVERSAL_WEIGHTING_LAWS": ("dmpo_core.testing.laws", "UNIVERSAL_WEIGHTING_LAWS"),
     "DMPO_WEIGHTING_LAWS": ("dmpo_core.testing.laws", "DMPO_WEIGHTING_LAWS"),

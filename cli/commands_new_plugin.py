@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dmpo_core import distribution
 from dmpo_core.errors import InvalidArgumentError
 from dmpo.cli import plugin_templates as t
 
@@ -25,7 +26,7 @@ def names(kind: str, name: str) -> dict[str, str]:
     dist = name if name.startswith("dmpo-") else f"dmpo-{name}"
     return {"__NAME__": name, "__DIST__": dist, "__MODULE__": dist.replace("-", "_"),
             "__CLASS__": "".join(part.capitalize() for part in name.split("-")), "__KIND__": kind,
-            "__HOOK__": HOOKS[kind]}
+            "__HOOK__": HOOKS[kind], "__DEPENDS__": distribution.NAME}
 
 
 def render(text: str, values: dict[str, str]) -> str:

@@ -3,8 +3,8 @@ and the ``pyproject.toml`` and README every kind shares.
 
 Placeholders: ``__NAME__`` (the registered name, ``my-sampler``), ``__DIST__`` (the
 distribution, ``dmpo-my-sampler``), ``__MODULE__`` (its module, ``dmpo_my_sampler``),
-``__CLASS__`` (a class-name prefix, ``MySampler``), ``__KIND__`` and ``__HOOK__``
-(``register_samplers``). Each generated test is the kind's contract suite from dmpo's pytest
+``__CLASS__`` (a class-name prefix, ``MySampler``), ``__KIND__``, ``__HOOK__``
+(``register_samplers``) and ``__DEPENDS__`` (dmpo's distribution name on the package index). Each generated test is the kind's contract suite from dmpo's pytest
 plugin (the fixture ``dmpo_kit``), so it needs no import of dmpo.
 """
 
@@ -21,7 +21,7 @@ version = "0.1.0"
 description = "A __KIND__ plugin for dmpo: __NAME__"
 readme = "README.md"
 requires-python = ">=3.10"
-dependencies = ["dmpo"]
+dependencies = ["__DEPENDS__"]
 
 [project.optional-dependencies]
 test = ["pytest>=8", "hypothesis>=6.100"]

@@ -137,5 +137,6 @@ def test_the_skeleton_has_a_readme_a_test_and_the_entry_point(tmp_path):
     assert files == ["README.md", "dmpo_my_scheme.py", "pyproject.toml", "tests/test_dmpo_my_scheme.py"]
     pyproject = (tmp_path / "w" / "pyproject.toml").read_text()
     assert '[project.entry-points.dmpo]\nmy-scheme = "dmpo_my_scheme"' in pyproject
+    assert 'dependencies = ["dllm-dmpo"]' in pyproject  # dmpo's distribution, not the unrelated `dmpo`
     test_lines = (tmp_path / "w" / "tests" / "test_dmpo_my_scheme.py").read_text().splitlines()
     assert [ln for ln in test_lines if ln.startswith(("import", "from"))] == ["import dmpo_my_scheme"]

@@ -11,7 +11,7 @@ positions, which the built-in tiny model uses) runs on a small subclass, the mod
 of :mod:`dmpo.backends.llada_model`.
 
 Values marked (unverified) come from third-party copies of the real checkpoints
-(docs/MODELS.md); they are used only where a checkpoint does not state them itself.
+(docs/models.md); they are used only where a checkpoint does not state them itself.
 This module imports no transformers when it is imported (plugins register cheaply).
 """
 

@@ -10,7 +10,7 @@ checkpoints and LLaDA's own code always use RoPE; here both work:
   ``LlamaForCausalLM``; a checkpoint saved in the converted layout loads in it.
 * ``"absolute"`` (``rope: false``): no rotation, ``wpe(position_ids)`` added to the token
   embeddings. Tiny models trained from scratch on grid puzzles learn several times faster
-  with it (README, "Results"); no stock transformers class has it, so such a model is
+  with it (docs/results.md); no stock transformers class has it, so such a model is
   saved in the original LLaDA layout only.
 
 Position ids are ``cumsum(attention_mask) - 1`` (set by the policy), so a left-padded row

@@ -1,6 +1,6 @@
 """dmpo_core: backend-neutral contracts and the DMPO objective.
 
-Imports torch, attrs and pluggy only. Shapes follow ALGORITHM.md: ``B`` prompts, ``G``
+Imports torch, attrs and pluggy only. Shapes follow docs/concepts.md: ``B`` prompts, ``G``
 completions per prompt (rows prompt-major ``[B*G]``), ``R`` masking replicates, ``P``
 prompt length, ``L`` completion length, ``V`` vocabulary.
 """

@@ -1,4 +1,4 @@
-"""dmpo_core's own plugin: the weighting schemes and objectives of ALGORITHM.md.
+"""dmpo_core's own plugin: the weighting schemes and objectives of docs/concepts.md.
 
 Registered through the same hooks as any third party's plugin (entry point ``core``).
 """

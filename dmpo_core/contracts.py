@@ -3,7 +3,7 @@ objective, engine and task must provide.
 
 They are ``typing.Protocol`` classes (structural: a plugin needs no base class, only the
 methods) marked ``runtime_checkable`` so the registry can give a clear error when a
-plugin's object lacks a method. Shapes use the letters of ALGORITHM.md.
+plugin's object lacks a method. Shapes use the letters of docs/concepts.md.
 """
 
 from __future__ import annotations

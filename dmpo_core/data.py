@@ -1,6 +1,6 @@
 """Frozen data classes passed between the stages of a training step.
 
-Shapes use the letters of ALGORITHM.md: ``B`` prompts, ``G`` completions per prompt,
+Shapes use the letters of docs/concepts.md: ``B`` prompts, ``G`` completions per prompt,
 ``R`` masking replicates, ``P`` prompt length, ``L`` completion length, ``V`` vocabulary.
 Rows are prompt-major: ``[B*G]``.
 """

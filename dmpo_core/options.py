@@ -1,6 +1,6 @@
 """What a component's options are: names, types, defaults and help, read off its options class.
 
-Options classes are frozen ``attrs`` classes with a docstring under each field (STYLE.md).
+Options classes are frozen ``attrs`` classes with a docstring under each field (docs/contributing.md).
 Python keeps no such docstrings at run time, so :func:`describe` reads them from the class's
 source; ``attrs.field(metadata={"help": ...})`` wins where given (classes built at run time
 have no source). ``dmpo plugins NAME`` prints the result, and the property strategies of

@@ -1,6 +1,6 @@
 """4x4 Sudoku: puzzles generated here, prompts, the cell-accuracy reward and metric.
 
-TASKS.md, "Sudoku (4x4)". A puzzle is a 16-character row-major string with ``0`` for an
+A puzzle is a 16-character row-major string with ``0`` for an
 empty cell; a solution is 16 digits 1-4 in which every row, column and 2x2 box holds
 1-4 once. There are exactly 288 such grids: :func:`all_grids` enumerates them and a
 puzzle is kept only when exactly one grid agrees with its givens.

@@ -1,4 +1,4 @@
-"""The DDO loss on DMPO's importance weights (ALGORITHM.md section 4).
+"""The DDO loss on DMPO's importance weights (docs/concepts.md section 4).
 
 With ``g_j = ELBO_theta(x_j) - log p_old(x_j)`` (with gradient) and importance weights
 ``w_j`` (no baseline):

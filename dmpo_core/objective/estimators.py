@@ -1,4 +1,4 @@
-"""Denoising cross-entropy and ELBO estimates of sequence log-likelihood (ALGORITHM.md section 1).
+"""Denoising cross-entropy and ELBO estimates of sequence log-likelihood (docs/concepts.md section 1).
 
 The pure functions take per-token log-probs ``[R, N, L]`` and masks ``[R, N, L]``; the
 :func:`masked_token_logp` helper produces the log-probs from any logits function (a

@@ -1,4 +1,4 @@
-"""d1's diffu-GRPO (ALGORITHM.md section 6): group-normalised advantages, a one-forward
+"""d1's diffu-GRPO (docs/concepts.md section 6): group-normalised advantages, a one-forward
 mean-field estimate of per-token log-probs, the PPO clipped ratio and a k3 KL to the reference.
 
 Letters: ``N`` rows (``B*G``), ``P`` prompt length, ``L`` completion length, ``I`` gradient

@@ -1,4 +1,4 @@
-"""Random masks for denoising losses and ELBO estimates (ALGORITHM.md section 1).
+"""Random masks for denoising losses and ELBO estimates (docs/concepts.md section 1).
 
 A mask marks the completion positions replaced by the mask token. Positions outside
 ``eligible`` (the prompt is never part of it; optionally the tail after the first EOS,

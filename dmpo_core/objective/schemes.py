@@ -1,6 +1,6 @@
 """DMPO weighting schemes: importance weights, baseline subtraction, advantages.
 
-ALGORITHM.md sections 2 and 3. One parameterised class, :class:`DmpoWeighting`, covers
+docs/concepts.md sections 2 and 3. One parameterised class, :class:`DmpoWeighting`, covers
 the four registered schemes, which differ only in the baseline:
 
 ========================  ==========================================================

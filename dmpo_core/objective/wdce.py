@@ -1,4 +1,4 @@
-"""The weighted denoising cross-entropy (WDCE) loss of DMPO (ALGORITHM.md section 2).
+"""The weighted denoising cross-entropy (WDCE) loss of DMPO (docs/concepts.md section 2).
 
 For a batch of ``B`` groups:
 
@@ -42,7 +42,7 @@ def wdce_loss(
         negative_cap: NOT in the paper (off by default). For rows with a negative advantage,
             use ``min(DCE, cap)``: once a badly rewarded completion's denoising cross-entropy
             exceeds ``cap`` nats per token it is not pushed further. The negative part of
-            WDCE is otherwise unbounded and can dominate (FINDINGS.md).
+            WDCE is otherwise unbounded and can dominate (docs/results.md, prototype findings).
 
     Returns:
         Scalar loss and its stats: ``loss``; ``dce_mean``, the mean denoising cross-entropy

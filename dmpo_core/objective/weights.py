@@ -1,4 +1,4 @@
-"""Importance weights toward the reward-tilted target (ALGORITHM.md section 2).
+"""Importance weights toward the reward-tilted target (docs/concepts.md section 2).
 
 Rows are laid out prompt-major: a batch of ``B`` prompts with ``G`` completions each is a
 vector ``[B*G]`` whose rows ``g*G .. g*G+G-1`` form group ``g``. A row may be *invalid*

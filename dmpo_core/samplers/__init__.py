@@ -1,4 +1,4 @@
-"""Rollout samplers of masked diffusion LMs (ALGORITHM.md section 5).
+"""Rollout samplers of masked diffusion LMs (docs/concepts.md section 5).
 
 Registered through the ``register_samplers`` hook like any plugin's (entry point
 ``samplers``):

@@ -8,7 +8,7 @@
   ``sum_{i in S} H_i - max_{i in S} H_i <= gamma`` (at least one).
 
 Both finish a block when it has no masked position left, so NFE depends on the model;
-it is at most ``gen_length``. ALGORITHM.md section 5.
+it is at most ``gen_length``. docs/concepts.md section 5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared machinery of the masked-diffusion samplers (ALGORITHM.md section 5).
+"""The shared machinery of the masked-diffusion samplers (docs/concepts.md section 5).
 
 Every sampler here decodes the completion of length ``L`` in semi-autoregressive blocks
 of ``block_length``: the completion starts as mask tokens (or from a ``prefill``), and

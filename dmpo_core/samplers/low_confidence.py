@@ -1,6 +1,6 @@
 """LLaDA's low-confidence remasking sampler, and its random-remasking variant.
 
-Registered as ``low-confidence`` and ``random-remask`` (ALGORITHM.md section 5).
+Registered as ``low-confidence`` and ``random-remask`` (docs/concepts.md section 5).
 """
 
 from __future__ import annotations

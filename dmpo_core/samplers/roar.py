@@ -1,6 +1,6 @@
 """Random-order autoregressive (ROAR) sampling with exact trajectory log-probabilities.
 
-Registered as ``roar`` (ALGORITHM.md section 5). Within each block the masked positions
+Registered as ``roar`` (docs/concepts.md section 5). Within each block the masked positions
 are decoded one per step in a uniformly random order; the order does not depend on the
 drawn tokens, so the sum of the recorded per-token log-probabilities is the exact
 ``log p_old(x)`` of the trajectory. :func:`~dmpo_core.samplers.common.trajectory_logp`

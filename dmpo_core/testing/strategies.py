@@ -9,7 +9,7 @@ A plugin author checks a new weighting scheme with the same inputs dmpo's own su
     def test_weights_sum_to_one_per_group(batch):
         laws.weights_sum_to_one_per_group(MyScheme(), batch)
 
-What the inputs cover, by default (ALGORITHM.md letters):
+What the inputs cover, by default (docs/concepts.md letters):
 
 * groups of size ``G`` from 1 to 256 (1, 2 and 256 are drawn on purpose), ``B`` up to 8
   groups, at most 512 rows, so that each example stays cheap on a laptop;

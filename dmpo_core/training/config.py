@@ -1,6 +1,6 @@
 """Hyperparameters of a training run, as frozen attrs configs with validation.
 
-Defaults follow the DMPO paper's released configuration (ALGORITHM.md section 7) where
+Defaults follow the DMPO paper's released configuration (docs/concepts.md section 7) where
 it applies to any model; a built-in model or a YAML file overrides them. Build from a
 dict with :func:`TrainConfig.from_dict`, which reports every problem at once.
 """
@@ -110,8 +110,11 @@ class OptimConfig:
     lr: float = attrs.field(default=1e-6, validator=in_range(0.0, 1.0, low_open=True))
     """Peak learning rate, in (0, 1] (AdamW steps move each weight by about ``lr``; 1e-6 to 1e-3 is usual)."""
     beta1: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
+    """AdamW's decay rate of the gradient's running mean, in [0, 1]."""
     beta2: float = attrs.field(default=0.99, validator=in_range(0.0, 1.0))
+    """AdamW's decay rate of the squared gradient's running mean, in [0, 1]."""
     weight_decay: float = attrs.field(default=0.1, validator=non_negative())
+    """AdamW's decoupled weight decay (0 = none)."""
     grad_clip: float = attrs.field(default=0.2, validator=non_negative())
     """Max gradient norm (0 = no clipping)."""
     warmup_steps: int = attrs.field(default=0, validator=non_negative())
@@ -149,6 +152,7 @@ class TrainConfig:
     eval_size: int = attrs.field(default=64, validator=non_negative())
     """Held-out items per evaluation (0 = skip evaluation)."""
     eval_batch_size: int = attrs.field(default=64, validator=positive())
+    """Held-out items decoded per sampler call (lower it to save memory)."""
     eval_sampler: str | None = None
     """Registered sampler of the evaluations, always greedy (None = ``rollout.sampler``). Lets a run
     roll out with a random-order sampler (exact likelihoods) yet evaluate with the decoder it deploys."""
@@ -167,10 +171,15 @@ class TrainConfig:
     ``--resume`` continues it toward ``total_steps``. The steps it does take are the same as
     without a budget, so only where it stops depends on the machine's speed."""
     rollout: RolloutConfig = attrs.field(factory=RolloutConfig)
+    """How completions are sampled."""
     scoring: ScoringConfig = attrs.field(factory=ScoringConfig)
+    """How the log-likelihoods of completions are estimated."""
     weighting: WeightingConfig = attrs.field(factory=WeightingConfig)
+    """How rewards become weights and advantages."""
     loss: LossConfig = attrs.field(factory=LossConfig)
+    """The objective and the reuse of each rollout batch."""
     optim: OptimConfig = attrs.field(factory=OptimConfig)
+    """The optimizer and its schedule."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str = "config") -> TrainConfig:

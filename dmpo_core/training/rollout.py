@@ -219,7 +219,7 @@ def exact_log_likelihoods(
     For a random-order sampler (ROAR, random remasking) the order does not depend on the
     tokens drawn, so the recorded per-token log-probs sum to the exact trajectory
     log-likelihood under the rollout policy, and replaying the same order under the
-    reference gives its exact counterpart (ALGORITHM.md section 5). Sums run over the
+    reference gives its exact counterpart (docs/concepts.md section 5). Sums run over the
     ``eligible [B*G, L]`` positions. Returns two ``[B*G]`` float32 CPU tensors.
     """
     from dmpo_core.samplers.common import trajectory_logp

@@ -1,7 +1,7 @@
 """An example third-party dmpo plugin: the ``example-tempered`` weighting scheme.
 
 DMPO weights a completion ``x_j`` of a group by ``softmax_j(c * (log_rnd_j + r_j / alpha))``
-(ALGORITHM.md section 2). This scheme feeds the same formula *tempered* rewards
+(docs/concepts.md section 2). This scheme feeds the same formula *tempered* rewards
 
     g(r_j) = r_best - kappa * log(1 + (r_best - r_j) / kappa)
 

@@ -1,4 +1,4 @@
-"""Independent numerical checks: plain-torch forwards written from docs/MODELS.md, reading
+"""Independent numerical checks: plain-torch forwards written from docs/models.md, reading
 the ORIGINAL tensor names straight from the safetensors files, against the policies.
 
 Nothing here uses transformers or the backends' name tables, so a wrong rename, a
@@ -62,7 +62,7 @@ def _attention(q, k, v, n_heads: int, n_kv: int, theta: float | None) -> torch.T
 
 
 def llada_reference_logits(folder: Path, ids: torch.Tensor) -> torch.Tensor:
-    """The original LLaDA block (MODELS.md): ``h = x + attn_out(attn(attn_norm(x)))``,
+    """The original LLaDA block (docs/models.md): ``h = x + attn_out(attn(attn_norm(x)))``,
     ``out = h + ff_out(silu(ff_proj(y)) * up_proj(y))`` with ``y = ff_norm(h)``."""
     cfg = json.loads((folder / "config.json").read_text())
     w = _tensors(folder)

@@ -1,4 +1,4 @@
-"""The shipped ``builtin:sudoku-tiny`` base is what the README says: a weak, RL-able base.
+"""The shipped ``builtin:sudoku-tiny`` base is what docs/results.md says: a weak, RL-able base.
 
 It is evaluated here exactly as the demo evaluates it (greedy low-confidence decoding of
 the blank cells, givens written by the sampler, 256 held-out puzzles), so a rebuilt or
@@ -34,7 +34,7 @@ def test_shipped_base_is_weak_copies_the_givens_and_matches_its_build_record(shi
     greedy = LowConfidenceSampler(gen_length=16, block_length=16, steps=make_builtin.EVAL_STEPS, temperature=0.0)
     metrics, _ = evaluate(shipped, fixed, greedy, items, batch_size=256, gen_length=16)
     assert 0.10 <= metrics["accuracy"] <= 0.50  # the issue's window for the base
-    assert abs(metrics["accuracy"] - record["history"][-1]["accuracy"]) < 0.01  # README/BUILD.json figure
+    assert abs(metrics["accuracy"] - record["history"][-1]["accuracy"]) < 0.01  # docs/results.md and BUILD.json figure
     assert make_builtin.copy_rate(shipped, plain, greedy, items) >= 0.99  # RL-able: it copies the givens
 
 

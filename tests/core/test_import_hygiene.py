@@ -1,4 +1,4 @@
-"""``import dmpo_core`` stays light: torch, attrs and pluggy only (STYLE.md, layout).
+"""``import dmpo_core`` stays light: torch, attrs and pluggy only (docs/contributing.md, layout).
 
 Checked in a fresh interpreter (this test process has imported everything already), once
 for the core modules and once more after importing every module of ``dmpo_core`` except

@@ -1,6 +1,6 @@
 """Independent check: naive loop-based re-implementations against the library.
 
-Everything below the "naive" marker is written from ALGORITHM.md alone, with plain Python
+Everything below the "naive" marker is written from docs/concepts.md alone, with plain Python
 floats, the ``math`` module and explicit loops over groups, rows, replicates and tokens:
 no torch, no vectorisation, no code shared with ``dmpo_core``. The library is then compared
 with it on seeded random inputs of several sizes. Tolerance: 1e-6 relative (the library
@@ -54,7 +54,7 @@ def naive_dmpo(
     log_p_current: list[float],
     log_p_old: list[float],
 ) -> tuple[list[float], list[float], list[float]]:
-    """Weights, baseline and advantages of ALGORITHM.md sections 2 and 3."""
+    """Weights, baseline and advantages of docs/concepts.md sections 2 and 3."""
     n = len(rewards)
     valid = [not math.isnan(r) for r in rewards]
 

@@ -232,7 +232,7 @@ def test_each_free_position_committed_once_and_schedule_respected(blocks, block_
 
 
 def _direct_llada_greedy(fn, ids, mask, *, gen_length, block_length, steps):
-    """A direct, row-by-row transcription of the algorithm of ALGORITHM.md section 5 at T=0
+    """A direct, row-by-row transcription of the algorithm of docs/concepts.md section 5 at T=0
     (whole-sequence confidences, -inf outside the current block, top-k per row)."""
     n, p = ids.shape
     x = torch.cat([ids, torch.full((n, gen_length), MASK)], dim=1)  # [N, P+L]

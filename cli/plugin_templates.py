@@ -263,6 +263,9 @@ class __CLASS__Sampler:
 
     gen_length: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     """``L``: completion length in tokens (dmpo passes ``rollout.gen_length``)."""
+    block_length: int = attrs.field(default=32, validator=attrs.validators.gt(0))
+    """Semi-autoregressive block length (dmpo passes ``rollout.block_length``); decoding left
+    to right finishes each block before the next, so it changes nothing here."""
     steps: int = attrs.field(default=16, validator=attrs.validators.gt(0))
     """Model forwards for the whole completion (dmpo passes ``rollout.steps``)."""
     temperature: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))

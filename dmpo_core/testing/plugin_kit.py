@@ -149,10 +149,18 @@ def check_backend(plugin: object, name: str, checkpoint: str | Path, check: str 
 def check_sampler(plugin: object, name: str, **options: Any) -> None:
     """The Sampler contract on the toy model: completions ``[N, L]`` of vocabulary ids with no
     mask left, the prefilled tokens kept, a positive NFE, the same output for the same seed,
-    per-token log-probs ``<= 0`` when ``returns_logp``; then two training steps with it."""
+    per-token log-probs ``<= 0`` when ``returns_logp``; then two training steps with it.
+    Where :mod:`dmpo_core.testing.sampler_contract` exists, its checks run first (NFE
+    accounting against the forwards actually run, block order, batch rows as unbatched ...)."""
     from dmpo_core.training.build import make_sampler
 
-    check_registered(plugin, "sampler", name)
+    found = check_registered(plugin, "sampler", name)
+    try:  # the full sampler contract suite, where this dmpo has it
+        from dmpo_core.testing.sampler_contract import run_sampler_contract
+    except ImportError:
+        run_sampler_contract = None
+    if run_sampler_contract is not None:
+        run_sampler_contract(found.factory, options=dict(options))
     rollout = {"gen_length": 8, "block_length": 4, "steps": 4, "temperature": 1.0}
     sampler = make_sampler(name, rollout, options, path="sampler_options", registry=registry_with(plugin))
     _protocol("sampler", name, sampler)

@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 import torch
 from dmpo.backends.family import ALL_PROJECTIONS, FORMATS, Family
+from dmpo.backends.kv_cache import PolicyLogits
 from dmpo.backends.hf_checkpoint import (
     SpecialIds,
     check_tensors,
@@ -365,7 +366,16 @@ class HFPolicy:
         """Rows of the embedding matrix (= the logits' last dimension ``V``)."""
         return int(self.model.get_input_embeddings().weight.shape[0])
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, last: int | None = None) -> torch.Tensor:
+    @property
+    def logits(self) -> PolicyLogits:
+        """The current policy's logits function: ``logits(input_ids, attention_mask, last=None)``
+        as :meth:`current_logits`, which can also open a KV cache (``logits.open_cache``) for the
+        samplers' block caches (:mod:`dmpo.backends.kv_cache`)."""
+        return PolicyLogits(self)
+
+    def current_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, last: int | None = None
+    ) -> torch.Tensor:
         """Logits ``[N, S or last, V]`` of ``input_ids [N, S]``; logits at i predict token i.
 
         ``attention_mask [N, S]`` is 0 on left padding. Gradient flows when autograd is on.

@@ -44,6 +44,36 @@ class LogitsFn(Protocol):
 
 
 @runtime_checkable
+class KVCache(Protocol):
+    """Keys and values of every layer for one batch of sequences ``[N, S]``, kept between forwards.
+
+    What the samplers' block caches (Fast-dLLM's prefix and dual cache) run on. A forward
+    recomputes a window of positions, writes their keys and values into the cache and reads
+    every other position's from it; in a bidirectional model the cached ones are therefore
+    stale (they have not seen the tokens committed since they were written): an approximation
+    the caller opts into.
+    """
+
+    def forward(self, input_ids: torch.Tensor, *, start: int, stop: int, keep: tuple[int, int]) -> torch.Tensor:
+        """Recompute positions ``[start, stop)`` of ``input_ids [N, S]`` and return the logits
+        ``[N, b - a, V]`` of positions ``[a, b) = keep`` (inside the window; logits at i predict
+        token i). Positions outside the window are read from the cache; the first call must
+        cover the whole sequence (``start=0, stop=S``). A backend whose model predicts the next
+        position (Dream) also recomputes position ``a - 1`` (its hidden state predicts token ``a``).
+        """
+        ...
+
+
+@runtime_checkable
+class CachingLogitsFn(LogitsFn, Protocol):
+    """A :class:`LogitsFn` that can also keep a :class:`KVCache` (a backend's ``policy.logits``)."""
+
+    def open_cache(self, attention_mask: torch.Tensor) -> KVCache:
+        """An empty cache for sequences with ``attention_mask [N, S]`` (0 on left padding)."""
+        ...
+
+
+@runtime_checkable
 class Policy(Protocol):
     """A masked diffusion LM being trained, with its frozen reference.
 

@@ -74,7 +74,7 @@ def register_samplers(register):
         "fast-dllm",
         FastDllmSampler,
         options=FastDllmSampler,
-        help="confidence-threshold parallel decoding per block (threshold, no KV cache)",
+        help="confidence-threshold parallel decoding per block (threshold; cache none|prefix|dual)",
     )
     register(
         "eb",

@@ -1,6 +1,6 @@
 """Samplers that decide per step how many positions to commit.
 
-* ``fast-dllm``: confidence-threshold parallel decoding (Fast-dLLM), without a KV cache:
+* ``fast-dllm``: confidence-threshold parallel decoding (Fast-dLLM), with an optional block KV cache:
   commit every masked position of the block whose predicted token has model probability
   above ``threshold``, and at least the most confident one.
 * ``eb``: the entropy-bounded sampler: sort the block's masked positions by the entropy
@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import torch
 
+from dmpo_core.samplers.cache import cache_problem
 from dmpo_core.samplers.common import DecodeResult, DecodingSampler, adaptive_decode
 from dmpo_core.samplers.config import raise_problems
 
@@ -50,7 +51,7 @@ def entropy_bound_rule(gamma: float):
 
 @attrs.frozen(kw_only=True)
 class FastDllmSampler(DecodingSampler):
-    """Confidence-threshold parallel decoding in semi-autoregressive blocks (no KV cache).
+    """Confidence-threshold parallel decoding in semi-autoregressive blocks (optionally KV-cached).
 
     Callable as the :class:`~dmpo_core.contracts.Sampler` contract says, with the extra
     keyword ``prefill`` of :class:`~dmpo_core.samplers.LowConfidenceSampler`.
@@ -64,9 +65,15 @@ class FastDllmSampler(DecodingSampler):
     """Sampling temperature; 0 is greedy."""
     threshold: float = 0.9
     """Commit every masked position whose predicted token's probability exceeds this, in (0, 1]."""
+    cache: str = "none"
+    """Where a step's logits come from: ``none`` (a full forward per step, the exact model),
+    ``prefix`` (Fast-dLLM's prefix KV cache), ``dual`` (also caches the masked suffix) or
+    ``refresh`` (the cache path recomputed every step; equals ``none``, a check). The block
+    caches are an approximation in a bidirectional model; they need a backend whose logits
+    keep a KV cache (:class:`~dmpo_core.contracts.CachingLogitsFn`)."""
 
     def __attrs_post_init__(self) -> None:
-        problems = self.common_problems()
+        problems = [*self.common_problems(), cache_problem(self.cache)]
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not (
             0.0 < self.threshold <= 1.0
         ):
@@ -75,7 +82,7 @@ class FastDllmSampler(DecodingSampler):
 
     def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
         """Adaptive decoding, committing every position above the threshold (at least one)."""
-        return adaptive_decode, {"rule": threshold_rule(float(self.threshold))}
+        return adaptive_decode, {"rule": threshold_rule(float(self.threshold)), "cache": self.cache}
 
 
 @attrs.frozen(kw_only=True)
@@ -94,9 +101,15 @@ class EntropyBoundedSampler(DecodingSampler):
     """Sampling temperature; 0 is greedy."""
     gamma: float = 0.1
     """Entropy budget in nats: larger commits more positions per step (0: one per step unless ties)."""
+    cache: str = "none"
+    """Where a step's logits come from: ``none`` (a full forward per step, the exact model),
+    ``prefix`` (Fast-dLLM's prefix KV cache), ``dual`` (also caches the masked suffix) or
+    ``refresh`` (the cache path recomputed every step; equals ``none``, a check). The block
+    caches are an approximation in a bidirectional model; they need a backend whose logits
+    keep a KV cache (:class:`~dmpo_core.contracts.CachingLogitsFn`)."""
 
     def __attrs_post_init__(self) -> None:
-        problems = self.common_problems()
+        problems = [*self.common_problems(), cache_problem(self.cache)]
         if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not (
             math.isfinite(self.gamma) and self.gamma >= 0
         ):
@@ -105,4 +118,5 @@ class EntropyBoundedSampler(DecodingSampler):
 
     def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
         """Adaptive decoding, committing the lowest-entropy positions within the budget."""
-        return adaptive_decode, {"rule": entropy_bound_rule(float(self.gamma)), "need_entropy": True}
+        return adaptive_decode, {"rule": entropy_bound_rule(float(self.gamma)), "need_entropy": True,
+                                 "cache": self.cache}

@@ -30,6 +30,7 @@ import torch
 from dmpo_core.contracts import LogitsFn
 from dmpo_core.data import SampleOutput
 from dmpo_core.errors import InvalidArgumentError, ShapeError
+from dmpo_core.samplers.cache import BlockLogits, full_logits
 
 _TINY = torch.finfo(torch.float64).tiny
 
@@ -43,6 +44,8 @@ class DecodeResult:
     """Forwards of the model (one per step, whole batch)."""
     token_logp: torch.Tensor  # [N, L] float32: log-prob of each token when committed; 0 at prefilled positions
     commit_step: torch.Tensor  # [N, L] long: index of the forward whose step committed the token; -1 if prefilled
+    row_forwards: int = 0
+    """Rows run summed over the forwards (``N * nfe`` unless finished rows were left out)."""
 
     def to_sample_output(self, *, with_logp: bool) -> SampleOutput:
         """The contract's :class:`~dmpo_core.data.SampleOutput` (``token_logp`` only when asked)."""
@@ -170,17 +173,6 @@ def _check_inputs(
             raise ShapeError("prefill", prefill.dtype, "pass token ids as a long tensor, mask_id at free positions")
 
 
-def _forward(logits_fn: LogitsFn, x: torch.Tensor, attn: torch.Tensor, gen_length: int, mask_id: int) -> torch.Tensor:
-    logits = logits_fn(x, attn, last=gen_length)  # [N, L, V]
-    if logits.dim() != 3 or logits.shape[0] != x.shape[0] or logits.shape[1] != gen_length:
-        raise ShapeError(
-            "logits", tuple(logits.shape), f"logits_fn(..., last={gen_length}) must return [N, {gen_length}, V]"
-        )
-    if mask_id >= logits.shape[2]:
-        raise InvalidArgumentError("mask_id", mask_id, f"pass a token id below the vocabulary size {logits.shape[2]}")
-    return logits
-
-
 def predict(
     logits: torch.Tensor,
     candidates: torch.Tensor,
@@ -281,6 +273,7 @@ def scheduled_decode(
     generator: torch.Generator | None = None,
     prefill: torch.Tensor | None = None,
     tempered_logp: bool = False,
+    cache: str = "none",
 ) -> DecodeResult:
     """Block-wise decoding with an even schedule of ``k`` commits per step (LLaDA).
 
@@ -297,6 +290,9 @@ def scheduled_decode(
     so the sum of ``token_logp`` is the exact log-probability of the trajectory; with
     ``low_confidence`` it is not (the selection looks at the draws).
 
+    ``cache`` says where a step's logits come from (:class:`~dmpo_core.samplers.cache.BlockLogits`:
+    ``none``, ``prefix``, ``dual`` or ``refresh``).
+
     The caller validates the configuration (``block_length`` divides ``gen_length``,
     ``num_blocks`` divides ``steps``).
     """
@@ -309,16 +305,18 @@ def scheduled_decode(
     commit_step = torch.full((n, gen_length), -1, dtype=torch.long, device=device)  # [N, L]
     num_blocks = gen_length // block_length
     steps_per_block = steps // num_blocks
+    block_logits = BlockLogits(logits_fn, x, attn, prompt_len=p, gen_length=gen_length, mask_id=mask_id, cache=cache)
     nfe = 0
     for b in range(num_blocks):
         lo, hi = b * block_length, (b + 1) * block_length  # completion coordinates
         block = x[:, p + lo : p + hi]  # [N, K] view into x
+        block_logits.begin(lo, hi)
         schedule = num_transfer_schedule((block == mask_id).sum(dim=1), steps_per_block)  # [N, S_b]
         active = schedule.any(dim=0).tolist()  # one sync per block
         for s in range(steps_per_block):
             if not active[s]:
                 continue
-            logits = _forward(logits_fn, x, attn, gen_length, mask_id)[:, lo:hi]  # [N, K, V]
+            logits = block_logits()  # [N, K, V]
             candidates = block == mask_id  # [N, K]
             x0, logp, _ = predict(
                 logits, candidates, mask_id=mask_id, temperature=temperature, generator=gen,
@@ -334,7 +332,8 @@ def scheduled_decode(
             token_logp[:, lo:hi] = torch.where(select, logp.float(), token_logp[:, lo:hi])  # [N, K]
             commit_step[:, lo:hi].masked_fill_(select, nfe)  # [N, K]
             nfe += 1
-    return DecodeResult(completion_ids=x[:, p:].clone(), nfe=nfe, token_logp=token_logp, commit_step=commit_step)
+    return DecodeResult(completion_ids=x[:, p:].clone(), nfe=nfe, token_logp=token_logp, commit_step=commit_step,
+                        row_forwards=n * nfe)
 
 
 def adaptive_decode(
@@ -346,10 +345,12 @@ def adaptive_decode(
     gen_length: int,
     block_length: int,
     temperature: float,
-    rule: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    rule: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor],
     need_entropy: bool = False,
     generator: torch.Generator | None = None,
     prefill: torch.Tensor | None = None,
+    cache: str = "none",
+    row_exit: bool = True,
 ) -> DecodeResult:
     """Block-wise decoding where each step commits the masked positions a ``rule`` picks.
 
@@ -358,6 +359,13 @@ def adaptive_decode(
     most confident candidate of each such row, as a guard). A block is finished when no
     row has a masked position left in it, so a block costs at most ``block_length``
     forwards; the loop checks this once per step (one device sync).
+
+    Per-row early exit (``row_exit``, uncached only): a step runs the forward only on the
+    rows that still have a masked position in the block, so a finished row costs nothing
+    while the others finish. Each row's logits are those it gets in the full batch (rows do
+    not see each other), and the Gumbel noise is drawn for the same candidates in the same
+    order, so no row's tokens change; ``row_forwards`` counts the rows actually run.
+    ``cache`` as in :func:`scheduled_decode` (a cache runs every row).
     """
     _check_inputs(prompt_ids, prompt_mask, prefill, gen_length, mask_id)
     n, p = prompt_ids.shape
@@ -366,28 +374,54 @@ def adaptive_decode(
     x, attn = _initial_state(prompt_ids, prompt_mask, prefill, gen_length, mask_id)  # [N, P+L]
     token_logp = torch.zeros((n, gen_length), dtype=torch.float32, device=device)  # [N, L]
     commit_step = torch.full((n, gen_length), -1, dtype=torch.long, device=device)  # [N, L]
-    nfe = 0
+    block_logits = BlockLogits(logits_fn, x, attn, prompt_len=p, gen_length=gen_length, mask_id=mask_id, cache=cache)
+    row_exit = row_exit and block_logits.row_subsets
+    nfe = row_forwards = 0
     for lo in range(0, gen_length, block_length):
         hi = lo + block_length
         block = x[:, p + lo : p + hi]  # [N, K] view into x
+        block_logits.begin(lo, hi)
         for _ in range(block_length):
             candidates = block == mask_id  # [N, K]
-            if not bool(candidates.any()):
+            has = candidates.any(dim=1)  # [N]
+            rows = has.nonzero().squeeze(1) if row_exit else None  # [R]
+            count = n if rows is None else int(rows.numel())  # one device sync per step
+            if count == 0 or not bool(has.any()):
                 break
-            logits = _forward(logits_fn, x, attn, gen_length, mask_id)[:, lo:hi]  # [N, K, V]
+            if rows is not None and count == n:
+                rows = None  # every row runs: no gather
+            logits = block_logits(rows)  # [R, K, V]
+            sub = candidates if rows is None else candidates[rows]  # [R, K]
             x0, logp, entropy = predict(
-                logits, candidates, mask_id=mask_id, temperature=temperature, generator=gen, need_entropy=need_entropy
-            )  # [N, K], [N, K], [N, K] or None
+                logits, sub, mask_id=mask_id, temperature=temperature, generator=gen, need_entropy=need_entropy
+            )  # [R, K], [R, K], [R, K] or None
             del logits
+            if rows is not None:
+                x0, logp, entropy = _scatter_rows(rows, n, x0, logp, entropy, mask_id)  # [N, K] each
             select = rule(logp, entropy, candidates) & candidates  # [N, K]
             best = logp.masked_fill(~candidates, float("-inf")).argmax(dim=1)  # [N]
-            has = candidates.any(dim=1)  # [N]
             select[torch.arange(n, device=device), best] |= has  # at least one per unfinished row
             block.copy_(torch.where(select, x0, block))  # [N, K]
             token_logp[:, lo:hi] = torch.where(select, logp.float(), token_logp[:, lo:hi])  # [N, K]
             commit_step[:, lo:hi].masked_fill_(select, nfe)  # [N, K]
             nfe += 1
-    return DecodeResult(completion_ids=x[:, p:].clone(), nfe=nfe, token_logp=token_logp, commit_step=commit_step)
+            row_forwards += count
+    return DecodeResult(completion_ids=x[:, p:].clone(), nfe=nfe, token_logp=token_logp, commit_step=commit_step,
+                        row_forwards=row_forwards)
+
+
+def _scatter_rows(
+    rows: torch.Tensor, n: int, x0: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor | None, mask_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Put the predictions of ``rows [R]`` back into ``[N, K]`` tensors (the rest: nothing predicted)."""
+    k = x0.shape[1]
+    full_x0 = torch.full((n, k), mask_id, dtype=x0.dtype, device=x0.device).index_copy_(0, rows, x0)  # [N, K]
+    full_logp = torch.full((n, k), float("-inf"), dtype=logp.dtype, device=logp.device).index_copy_(0, rows, logp)
+    full_ent = None
+    if entropy is not None:
+        full_ent = torch.full((n, k), float("inf"), dtype=entropy.dtype, device=entropy.device)  # [N, K]
+        full_ent.index_copy_(0, rows, entropy)
+    return full_x0, full_logp, full_ent
 
 
 def trajectory_logp(
@@ -418,7 +452,7 @@ def trajectory_logp(
     for t in torch.unique(commit_step[commit_step >= 0]).tolist():
         completion = completion_ids.masked_fill(commit_step >= t, mask_id)  # [N, L]: the state before step t
         x = torch.cat([prompt_ids.long(), completion], dim=1)  # [N, P+L]
-        logits = _forward(logits_fn, x, attn, gen_length, mask_id)  # [N, L, V]
+        logits = full_logits(logits_fn, x, attn, gen_length, mask_id)  # [N, L, V]
         rows, cols = (commit_step == t).nonzero(as_tuple=True)  # [M], [M]
         scores = logits[rows, cols].to(torch.float64)  # [M, V]
         del logits

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import attrs
 
 from dmpo_core.errors import ConfigError
+from dmpo_core.samplers.cache import cache_problem
 from dmpo_core.samplers.common import DecodeResult, DecodingSampler, scheduled_decode
 from dmpo_core.samplers.config import raise_problems, steps_problems
 
@@ -50,6 +51,12 @@ class LowConfidenceSampler(DecodingSampler):
     record_logp: bool = False
     """Return each committed token's log-probability (``token_logp``); its sum is the exact
     trajectory log-probability only with ``remasking="random"``."""
+    cache: str = "none"
+    """Where a step's logits come from: ``none`` (a full forward per step, the exact model),
+    ``prefix`` (Fast-dLLM's prefix KV cache: the prompt and finished blocks encoded once per
+    block), ``dual`` (also caches the masked suffix) or ``refresh`` (the cache path recomputed
+    at every step; equals ``none``, a check). The block caches are an approximation in a
+    bidirectional model; they need a backend whose logits keep a KV cache."""
 
     def __attrs_post_init__(self) -> None:
         problems = [
@@ -60,6 +67,10 @@ class LowConfidenceSampler(DecodingSampler):
             problems.append(f"remasking={self.remasking!r}: choose one of {', '.join(REMASKING)}")
         if not isinstance(self.record_logp, bool):
             problems.append(f"record_logp={self.record_logp!r}: pass true or false")
+        problems.append(cache_problem(self.cache))
+        if self.record_logp is True and self.cache in ("prefix", "dual"):
+            problems.append(f"cache={self.cache!r} with record_logp=true: cached logits are an approximation of "
+                            "the model, so the recorded log-probs would not be its; use cache=none")
         raise_problems(problems, "low-confidence")
 
     @property
@@ -69,7 +80,7 @@ class LowConfidenceSampler(DecodingSampler):
 
     def decoder(self) -> tuple[Callable[..., DecodeResult], dict[str, Any]]:
         """The fixed schedule of ``num_steps`` steps, most confident (or random) positions first."""
-        return scheduled_decode, {"steps": self.num_steps, "remasking": self.remasking}
+        return scheduled_decode, {"steps": self.num_steps, "remasking": self.remasking, "cache": self.cache}
 
     @property
     def returns_logp(self) -> bool:

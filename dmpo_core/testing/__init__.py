@@ -13,7 +13,8 @@ DMPO-like ones; ``laws.WEIGHTING_LAWS`` is both. A law that does not apply to a 
 ``laws.LawNotApplicable`` (a ``unittest.SkipTest``: pytest shows a skip with the reason).
 Options are drawn from the scheme's options class (``strategies.scheme_options``).
 
-and a new dLLM backend with ``dmpo_core.testing.backend_contract.run_backend_contract``.
+a new dLLM backend with ``dmpo_core.testing.backend_contract.run_backend_contract``, and a
+new sampler with ``dmpo_core.testing.sampler_contract.run_sampler_contract``.
 :mod:`dmpo_core.testing.plugin_kit` holds a contract suite for every kind of plugin, on the
 toy backend and task of :mod:`dmpo_core.testing.toys`; dmpo's pytest plugin
 (:mod:`dmpo_core.testing.pytest_plugin`, entry point ``pytest11``) gives it to any test as the
@@ -43,6 +44,9 @@ _LAZY = {
     "load_profile": ("dmpo_core.testing.strategies", "load_profile"),
     "scheme_options": ("dmpo_core.testing.strategies", "scheme_options"),
     "run_backend_contract": ("dmpo_core.testing.backend_contract", "run_backend_contract"),
+    "sampler_contract": ("dmpo_core.testing.sampler_contract", None),
+    "run_sampler_contract": ("dmpo_core.testing.sampler_contract", "run_sampler_contract"),
+    "toy_model": ("dmpo_core.testing.toy_model", None),
 }
 
 __all__ = sorted(_LAZY)

@@ -94,8 +94,12 @@ def _lengths(model, gen_length, block_length):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and of sampling.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="JSON-lines file with every generation, its parsed answer and score (for audits).")
+@click.option("--sweep", default=None, metavar="KEY=V1,V2,...",
+              help="Evaluate once per value of one sampler option, e.g. threshold=0.5,0.7,0.9 or cache=none,dual.")
+@click.option("--sweep-output", type=click.Path(dir_okay=False), default=None,
+              help="Sweep table (.csv, else JSON lines; one row per value) and a PNG plot next to it.")
 def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
-             backend_sets, task_sets, batch_size, limit, seed, output) -> None:
+             backend_sets, task_sets, batch_size, limit, seed, output, sweep, sweep_output) -> None:
     """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time."""
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ConfigError(["--batch-size and --limit must be >= 1"], source="dmpo eval")
@@ -108,10 +112,31 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     gen_length, block_length = _lengths(model, gen_length, block_length)
     task_obj = get_registry().create("task", task, "--task-option", **_task_options(task, model, task_sets))
     samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
+    if sweep is not None or sweep_output is not None:
+        from dmpo.cli import eval_sweep
+
+        if sweep is None:
+            raise ConfigError(["--sweep-output needs --sweep KEY=V1,V2,..."], source="dmpo eval")
+        key, values = eval_sweep.parse_sweep(sweep)
+        settings = [(v, _sampler(sampler, gen_length, block_length, steps, temperature, remasking,
+                                 (*sampler_sets, f"{key}={json.dumps(v)}"))) for v in values]  # all checked first
     items = list(task_obj.test_items())
     if limit is not None and limit < len(items):
         items = random.Random(seed).sample(items, limit)
     policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")
+    if sweep is not None:
+        rows = []
+        for value, setting in settings:
+            with click.progressbar(length=len(items), label=f"eval {key}={value}", file=sys.stderr) as bar:
+                metrics, _ = evaluate(policy, task_obj, setting, items, batch_size=batch_size, gen_length=gen_length,
+                                      generator=torch.Generator().manual_seed(seed), progress=bar.update)
+            rows.append(eval_sweep.sweep_row(key, value, metrics, items=len(items), gen_length=gen_length))
+            click.echo("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()))
+        if sweep_output:
+            table = eval_sweep.write_rows(sweep_output, rows)
+            png = eval_sweep.plot_rows(table.with_suffix(".png"), key, rows)
+            click.echo(f"sweep table {table}" + (f", plot {png}" if png else " (no plot: matplotlib missing)"))
+        return
     with click.progressbar(length=len(items), label="eval", file=sys.stderr) as bar:
         metrics, records = evaluate(policy, task_obj, samp, items, batch_size=batch_size, gen_length=gen_length,
                                     generator=torch.Generator().manual_seed(seed), progress=bar.update)

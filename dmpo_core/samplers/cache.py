@@ -1,6 +1,6 @@
 """Where a decoding step gets the logits of its block: a full forward, or a block KV cache.
 
-Fast-dLLM's two caches (ALGORITHM.md section 5), on a model whose ``logits_fn`` is a
+Fast-dLLM's two caches (docs/concepts.md section 5; docs/samplers.md), on a model whose ``logits_fn`` is a
 :class:`~dmpo_core.contracts.CachingLogitsFn`:
 
 * ``prefix``: the first step of each block runs the whole sequence and stores every

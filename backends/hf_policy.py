@@ -41,6 +41,7 @@ import attrs
 import torch
 from dmpo.backends.family import ALL_PROJECTIONS, FORMATS, Family
 from dmpo.backends.kv_cache import PolicyLogits
+from dmpo.backends.peft_adapter import load_adapter, save_adapter
 from dmpo.backends.hf_checkpoint import (
     SpecialIds,
     check_tensors,
@@ -61,6 +62,8 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention")
 """Attention kernels that honour ``is_causal=False`` in transformers 5 (flash-attention 2
 reads the module's causal flag instead, so it would silently run causal attention)."""
 LORA_PRESETS = ("papers", "all")
+ADAPTER_FORMAT = "adapter"
+"""The ``save`` format that writes the LoRA adapter alone (peft's layout)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +195,10 @@ class HFBackendOptions:
     """Load the base weights in 4 bit (bitsandbytes, CUDA only; needs LoRA)."""
     revision: str | None = None
     """Hub revision, for hub ids."""
+    adapter: str | None = None
+    """A peft LoRA adapter folder (``adapter/`` of a LoRA run's checkpoint) applied to the
+    loaded base model; a run trains it further. Excludes ``lora`` (the adapter brings its own
+    settings)."""
 
     def __attrs_post_init__(self) -> None:
         problems = _cross_field_problems(attrs.asdict(self, recurse=False))
@@ -238,12 +245,14 @@ def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     problems = []
     if values.get("device") is not None and values.get("device_map") is not None:
         problems.append("device and device_map are both set: pass one of them")
+    if values.get("adapter") is not None and values.get("lora") is not None:
+        problems.append("adapter and lora are both set: an adapter brings its own LoRA settings; pass one of them")
     if values.get("lora") is None:
         problems += [
             f"{k}={values[k]!r} given but lora is off: also pass lora='papers' or 'all'"
             for k in ("lora_r", "lora_alpha", "lora_dropout") if values.get(k) is not None
         ]
-        if values.get("load_in_4bit"):
+        if values.get("load_in_4bit") and values.get("adapter") is None:
             problems.append("load_in_4bit=True needs LoRA (4-bit weights cannot be trained directly): set lora")
     return problems
 
@@ -331,6 +340,7 @@ class HFPolicy:
         options: HFBackendOptions,
         source: LoadedFrom,
         reference_model: torch.nn.Module | None,
+        lora: LoraSettings | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -343,7 +353,7 @@ class HFPolicy:
         self.pad_id: int = ids.pad
         self.eot_id: int | None = ids.eot
         self.bos_id: int | None = ids.bos
-        self.lora: LoraSettings | None = options.lora_settings()
+        self.lora: LoraSettings | None = lora if lora is not None else options.lora_settings()
         self._lora = self.lora is not None
         self._trainable = [p for p in model.parameters() if p.requires_grad]
         self._reference_model = reference_model
@@ -434,15 +444,22 @@ class HFPolicy:
         Args:
             path: the folder to write (replaced when it exists).
             format: ``original`` (default; the family's published layout, loadable by its
-                remote code) or ``converted`` (stock transformers layout, ``is_causal: false``).
+                remote code), ``converted`` (stock transformers layout, ``is_causal: false``) or
+                ``adapter`` (the LoRA adapter alone, in peft's format; LoRA policies only).
             shards: number of safetensors files (default: files of at most 5 GB).
             max_shard_bytes: size limit per file when ``shards`` is None.
 
         With LoRA the adapter is merged into the written weights (the live model is untouched).
         """
         fmt = format or "original"
+        if fmt == ADAPTER_FORMAT:
+            if not self._lora:
+                raise InvalidArgumentError("format", fmt, "this policy has no LoRA adapter; save a full layout "
+                                           f"({', '.join(FORMATS)})")
+            save_adapter(self.model, path, base_model=self.source.model)
+            return
         if fmt not in FORMATS:
-            raise InvalidArgumentError("format", fmt, f"use one of {', '.join(FORMATS)}")
+            raise InvalidArgumentError("format", fmt, f"use one of {', '.join((*FORMATS, ADAPTER_FORMAT))}")
         if self.options.load_in_4bit:
             raise InvalidArgumentError(
                 "load_in_4bit", True, "a 4-bit policy has no full-precision weights to save; save from a bf16 load"
@@ -653,7 +670,10 @@ def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFP
 
     reference_model = None
     lora = options.lora_settings()
-    if lora is not None:
+    if options.adapter is not None:
+        net, adapter_config = load_adapter(net, options.adapter, trainable=True)
+        lora = lora_settings_of(adapter_config)
+    elif lora is not None:
         from peft import LoraConfig, get_peft_model
 
         peft_config = LoraConfig(
@@ -670,8 +690,19 @@ def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFP
         if options.reference:
             reference_model = copy.deepcopy(net).requires_grad_(False).train(False)
     source = LoadedFrom(model=model, folder=folder, format=fmt, raw_config=raw)
-    return HFPolicy(model=net, tokenizer=tokenizer, family=family, ids=ids, options=options, source=source,
-                    reference_model=reference_model)
+    policy = HFPolicy(model=net, tokenizer=tokenizer, family=family, ids=ids, options=options, source=source,
+                      reference_model=reference_model, lora=lora)
+    if options.adapter is not None and options.reference:
+        policy.sync_reference()  # the reference is the loaded policy, not the bare base
+    return policy
+
+
+def lora_settings_of(adapter_config: Mapping[str, Any]) -> LoraSettings:
+    """The :class:`LoraSettings` a peft ``adapter_config.json`` describes."""
+    targets = adapter_config.get("target_modules")
+    targets = [targets] if isinstance(targets, str) else sorted(targets or [])
+    return LoraSettings(r=int(adapter_config.get("r", 8)), alpha=float(adapter_config.get("lora_alpha", 8)),
+                        dropout=float(adapter_config.get("lora_dropout", 0.0)), target_modules=tuple(targets))
 
 
 __all__ = [

@@ -7,11 +7,11 @@ import sys
 import random
 from pathlib import Path
 
+import attrs
 import click
 
 from dmpo_core.errors import ConfigError
-from dmpo.backends import builtin
-from dmpo.cli import configfile
+from dmpo.cli import configfile, model_choice
 
 # torch and the registry are imported inside the commands: `--help` answers without them.
 
@@ -20,45 +20,62 @@ def _options(sets: tuple[str, ...]) -> dict:
     return configfile.apply_sets({}, sets)
 
 
-def _sampler(name: str, gen_length: int, block_length: int, steps: int | None, temperature: float,
-             remasking: str | None, sampler_sets: tuple[str, ...] = ()):
-    """The sampler from the length/steps/temperature flags and its own ``--sampler-option``s
-    (checked against its options class; an option it does not have is a one-line error)."""
+def _sampler(settings, temperature: float):
+    """The sampler of ``settings`` (lengths, steps, its own options) at ``temperature``, checked
+    against its options class (an option it does not have is a one-line error)."""
     from dmpo_core.training.build import make_sampler
 
-    rollout = {"gen_length": gen_length, "block_length": block_length, "temperature": temperature,
-               "steps": steps if steps is not None else gen_length // 2}
-    options = _options(sampler_sets)
+    rollout = {"gen_length": settings.gen_length, "block_length": settings.block_length,
+               "temperature": temperature, "steps": settings.steps}
+    return make_sampler(settings.sampler, rollout, settings.sampler_options, path="--sampler-option")
+
+
+def _settings(model, adapter, task, gen_length, block_length, steps, sampler, remasking, sampler_sets, backend,
+              task_sets=()):
+    """The model to load and the settings to run it with: the given options over the recipe
+    the checkpoint (or built-in model) carries (their differences: :func:`_say_differences`)."""
+    bad = [f"--{name}={value}: must be >= 1" for name, value in (("gen-length", gen_length),
+                                                                 ("block-length", block_length))
+           if value is not None and value < 1]
+    if bad:
+        raise ConfigError(bad, source="sampling options")
+    choice = model_choice.choose_model(model, adapter)
+    sampler_options = _options(sampler_sets)
     if remasking:
-        options["remasking"] = remasking
-    return make_sampler(name, rollout, options, path="--sampler-option")
+        sampler_options["remasking"] = remasking
+    from dmpo_core.registry import get_registry
+
+    task_fields = get_registry().get("task", task).option_fields() if task is not None else {}
+    settings = model_choice.settings_for(choice, task=task, backend=backend, gen_length=gen_length,
+                                         block_length=block_length, steps=steps, sampler=sampler,
+                                         sampler_options=sampler_options, task_options=_options(task_sets),
+                                         task_accepts=task_fields.__contains__)
+    return choice, settings
 
 
-def _task_options(task: str, model: str, sets: tuple[str, ...]) -> dict:
-    """A built-in model's recommended task options (only for the task it was tuned on) < ``--task-option``."""
-    recipe = builtin.recommended_config(model)
-    base = recipe.get("task_options", {}) if recipe.get("task") == task else {}
-    return {**base, **_options(sets)}
-
-
-def _recommended(model: str, key: str, default):
-    rc = builtin.recommended_config(model).get("rollout", {})
-    return rc.get(key, default)
+def _say_differences(settings) -> None:
+    """The one line naming the given options that differ from the recipe (once they are all valid)."""
+    if settings.note:
+        click.echo(settings.note, err=True)
 
 
 SAMPLING_OPTIONS = [
-    click.option("--gen-length", type=int, default=None, help="Completion length L (default: the model's recommended, else 256)."),
-    click.option("--block-length", type=int, default=None, help="Semi-autoregressive block length (default: recommended, else 32)."),
+    click.option("--gen-length", type=int, default=None,
+                 help="Completion length L (default: the checkpoint's recipe, else 256)."),
+    click.option("--block-length", type=int, default=None,
+                 help="Semi-autoregressive block length (default: the recipe's, else 32)."),
     click.option("--steps", type=int, default=None,
-                 help="Denoising steps; gen_length/2 as in d1 (the default), gen_length as in DMPO."),
+                 help="Denoising steps (default: the recipe's, else gen_length/2 as in d1; DMPO uses gen_length)."),
     click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy decoding."),
     click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default=None,
                  help="Which positions a step commits (low-confidence sampler; default low_confidence)."),
-    click.option("--sampler", default="low-confidence", show_default=True, help="Registered sampler."),
+    click.option("--sampler", default=None, help="Registered sampler (default: the recipe's, else low-confidence)."),
     click.option("--sampler-option", "sampler_sets", multiple=True, metavar="KEY=VALUE",
                  help="Sampler option, e.g. threshold=0.9 (fast-dllm) or gamma=0.1 (eb); `dmpo plugins SAMPLER` "
                       "lists them (repeatable)."),
-    click.option("--backend", default="llada", show_default=True, help="Registered backend."),
+    click.option("--backend", default=None, help="Registered backend (default: the recipe's, else llada)."),
+    click.option("--adapter", type=click.Path(file_okay=False), default=None,
+                 help="A peft LoRA adapter folder applied to --model (a LoRA run's checkpoints/step-N/adapter)."),
     click.option("--backend-option", "backend_sets", multiple=True, metavar="KEY=VALUE",
                  help="Backend option, e.g. dtype=bfloat16 or device=cuda (repeatable)."),
 ]
@@ -68,19 +85,6 @@ def sampling_options(fn):
     for opt in reversed(SAMPLING_OPTIONS):
         fn = opt(fn)
     return fn
-
-
-def _lengths(model, gen_length, block_length):
-    """``--gen-length``/``--block-length``, or the model's recommended ones when not given."""
-    bad = [f"--{name}={value}: must be >= 1" for name, value in (("gen-length", gen_length),
-                                                                 ("block-length", block_length))
-           if value is not None and value < 1]
-    if bad:
-        raise ConfigError(bad, source="sampling options")
-    gen_length = gen_length if gen_length is not None else _recommended(model, "gen_length", 256)
-    block_length = block_length if block_length is not None else min(_recommended(model, "block_length", 32),
-                                                                      gen_length)
-    return gen_length, block_length
 
 
 @click.command("eval")
@@ -99,8 +103,13 @@ def _lengths(model, gen_length, block_length):
 @click.option("--sweep-output", type=click.Path(dir_okay=False), default=None,
               help="Sweep table (.csv, else JSON lines; one row per value) and a PNG plot next to it.")
 def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
-             backend_sets, task_sets, batch_size, limit, seed, output, sweep, sweep_output) -> None:
-    """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time."""
+             adapter, backend_sets, task_sets, batch_size, limit, seed, output, sweep, sweep_output) -> None:
+    """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time.
+
+    A checkpoint saved by `dmpo train` (or a built-in model) brings its recipe: prompt style
+    and task options, lengths, steps, sampler and backend; options given here win, and any
+    difference from the recipe is said in one line.
+    """
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ConfigError(["--batch-size and --limit must be >= 1"], source="dmpo eval")
     import torch
@@ -109,21 +118,26 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     from dmpo_core.training.build import load_policy
     from dmpo_core.training.evaluate import evaluate
 
-    gen_length, block_length = _lengths(model, gen_length, block_length)
-    task_obj = get_registry().create("task", task, "--task-option", **_task_options(task, model, task_sets))
-    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
+    choice, run = _settings(model, adapter, task, gen_length, block_length, steps, sampler, remasking,
+                            sampler_sets, backend, task_sets)
+    gen_length = run.gen_length
+    task_obj = get_registry().create("task", task, "--task-option", **run.task_options)
+    samp = _sampler(run, temperature)
     if sweep is not None or sweep_output is not None:
         from dmpo.cli import eval_sweep
 
         if sweep is None:
             raise ConfigError(["--sweep-output needs --sweep KEY=V1,V2,..."], source="dmpo eval")
         key, values = eval_sweep.parse_sweep(sweep)
-        settings = [(v, _sampler(sampler, gen_length, block_length, steps, temperature, remasking,
-                                 (*sampler_sets, f"{key}={json.dumps(v)}"))) for v in values]  # all checked first
+        settings = [(v, _sampler(attrs.evolve(run, sampler_options={**run.sampler_options,
+                                                                    **_options((f"{key}={json.dumps(v)}",))}),
+                                 temperature)) for v in values]  # all checked first
+    _say_differences(run)
     items = list(task_obj.test_items())
     if limit is not None and limit < len(items):
         items = random.Random(seed).sample(items, limit)
-    policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")
+    policy = load_policy(run.backend, choice.model, model_choice.backend_options(choice, _options(backend_sets)),
+                         path="--backend-option")
     if sweep is not None:
         rows = []
         for value, setting in settings:
@@ -151,22 +165,25 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
 
 @click.command()
 @click.argument("prompt")
-@click.option("--model", required=True, help="Checkpoint folder, hub id, or builtin:NAME.")
+@click.option("--model", required=True, help="Checkpoint folder, LoRA adapter folder, hub id, or builtin:NAME.")
 @sampling_options
 @click.option("--chat/--no-chat", default=True, show_default=True,
               help="Wrap the prompt in the tokenizer's chat template when it has one.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
-             backend_sets, chat, seed) -> None:
+             adapter, backend_sets, chat, seed) -> None:
     """Complete one PROMPT and print the completion."""
     import torch
 
     from dmpo_core.training.build import load_policy
     from dmpo_core.training.rollout import decode_completions, encode_prompts
 
-    gen_length, block_length = _lengths(model, gen_length, block_length)
-    samp = _sampler(sampler, gen_length, block_length, steps, temperature, remasking, sampler_sets)
-    policy = load_policy(backend, model, _options(backend_sets), path="--backend-option")
+    choice, settings = _settings(model, adapter, None, gen_length, block_length, steps, sampler, remasking,
+                                 sampler_sets, backend)
+    samp = _sampler(settings, temperature)
+    _say_differences(settings)
+    policy = load_policy(settings.backend, choice.model, model_choice.backend_options(choice, _options(backend_sets)),
+                         path="--backend-option")
     tok = policy.tokenizer
     text = prompt
     if chat and getattr(tok, "chat_template", None):

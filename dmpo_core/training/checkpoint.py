@@ -4,7 +4,10 @@ Layout of a run folder::
 
     RUN/config.json                      the TrainConfig (a resumed run must match it)
     RUN/metrics.jsonl                    one JSON object per step (and per evaluation)
-    RUN/checkpoints/step-000050/policy/  the policy, in its backend's checkpoint format
+    RUN/checkpoints/step-000050/policy/  the policy, in its backend's checkpoint format, with
+                                         dmpo_recipe.json (how to run it: see training/recipe.py)
+    RUN/checkpoints/step-000050/policy-hf/  the same in the stock transformers layout (when asked)
+    RUN/checkpoints/step-000050/adapter/    the peft adapter alone (LoRA runs)
     RUN/checkpoints/step-000050/trainer.pt
         step, trainable tensors, reference snapshot, optimizer/scheduler state,
         RNG states, counters
@@ -26,7 +29,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +83,20 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     rollout: dict[str, Any] | None,
     keep: int,
+    layouts: Mapping[str, str | None] | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    notice: Notice | None = None,
 ) -> Path:
-    """Write ``checkpoints/step-NNNNNN`` atomically and point ``latest`` at it; keep ``keep`` newest."""
+    """Write ``checkpoints/step-NNNNNN`` atomically and point ``latest`` at it; keep ``keep`` newest.
+
+    ``layouts`` maps folder names to the ``format`` of ``policy.save`` (default: ``policy/``
+    in the backend's own layout; see :func:`dmpo_core.training.recipe.checkpoint_layouts`);
+    ``recipe`` is written into each of them as ``dmpo_recipe.json``. A layout the policy
+    cannot be converted to is said through ``notice`` and left out, unless it is the only one.
+    """
+    from dmpo_core.training.recipe import save_layouts
+
+    layouts = dict(layouts) if layouts else {"policy": None}
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
@@ -91,7 +106,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     try:
         tmp.mkdir()
-        policy.save(str(tmp / "policy"))
+        save_layouts(policy, tmp, layouts, recipe=recipe, notice=notice, label=f"checkpoint {name}")
         torch.save(trainer_state, tmp / "trainer.pt")
         if rollout is not None:
             torch.save(rollout, tmp / "rollout.pt")

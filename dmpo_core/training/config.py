@@ -123,6 +123,12 @@ class OptimConfig:
     """Decay after warm-up."""
 
 
+def _layouts_valid(_inst: Any, _attr: attrs.Attribute, value: tuple[str, ...]) -> None:
+    """``checkpoint_layouts``: a non-empty list of distinct names among ``original`` and ``hf``."""
+    if not value or len(set(value)) != len(value) or not set(value) <= {"original", "hf"}:
+        raise ValueError("list one or both of original, hf (each once)")
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """A whole training run."""
@@ -163,6 +169,13 @@ class TrainConfig:
     """Checkpoint every K steps (0 = only at the end)."""
     keep_checkpoints: int = attrs.field(default=2, validator=positive())
     """Most recent checkpoints kept on disk."""
+    checkpoint_layouts: tuple[str, ...] = attrs.field(
+        default=("original",), converter=tuple,
+        validator=_layouts_valid)
+    """Layouts of the policy in each checkpoint: ``original`` (``policy/``, the family's published
+    layout) and/or ``hf`` (``policy-hf/``, the stock transformers layout that ``from_pretrained``
+    loads without dmpo). A LoRA run also writes ``adapter/`` (a peft adapter). ``dmpo export``
+    converts a saved policy later (docs/checkpoints.md)."""
     max_bad_steps: int = attrs.field(default=5, validator=positive())
     """Stop after this many bad steps in a row: a non-finite loss or gradient norm (the update is skipped)."""
     max_minutes: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive()))

@@ -29,6 +29,7 @@ from dmpo_core.training import checkpoint as ckpt
 from dmpo_core.training.budget import TimeBudget
 from dmpo_core.training.config import TrainConfig
 from dmpo_core.training.evaluate import evaluate
+from dmpo_core.training.recipe import Recipe, checkpoint_layouts
 from dmpo_core.training.rollout import (
     decode_completions,
     eligible_positions,
@@ -353,7 +354,7 @@ def train(
             budget.note_eval(_run_eval(cfg, comp, test_set, counters.step, log, on_eval))
         if (cfg.save_every and counters.step % cfg.save_every == 0) or is_last:
             t0 = time.perf_counter()
-            _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch)
+            _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch, on_notice)
             budget.note_save(time.perf_counter() - t0)
         if out_of_time:
             log.write({"step": counters.step, "stopped": "max_minutes", "total_steps": cfg.total_steps,
@@ -362,7 +363,7 @@ def train(
         asked = stop() if stop is not None else None
         if asked and not is_last:  # a signal: this step is done, save it and go
             if not (cfg.save_every and counters.step % cfg.save_every == 0):
-                _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch)
+                _save(run_dir, cfg, policy, engine, gen, counters, ref_snapshot, batch, on_notice)
             log.write({"step": counters.step, "stopped": asked, "total_steps": cfg.total_steps})
             return {**last, "stopped": asked}
     return last
@@ -383,7 +384,8 @@ def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: M
 
 
 def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: torch.Generator,
-          counters: Counters, ref_snapshot: list[torch.Tensor] | None, batch: RolloutBatch | None) -> None:
+          counters: Counters, ref_snapshot: list[torch.Tensor] | None, batch: RolloutBatch | None,
+          notice: ckpt.Notice | None = None) -> None:
     state = {
         "step": counters.step,
         "trainable": _trainable_snapshot(policy),
@@ -395,7 +397,8 @@ def _save(run_dir: Path, cfg: TrainConfig, policy: Policy, engine: Engine, gen: 
     }
     rollout = ckpt.batch_to_dict(batch) if batch is not None else None
     ckpt.save_checkpoint(run_dir, counters.step, policy=policy, trainer_state=state, rollout=rollout,
-                         keep=cfg.keep_checkpoints)
+                         keep=cfg.keep_checkpoints, layouts=checkpoint_layouts(cfg),
+                         recipe=Recipe.from_config(cfg, step=counters.step).to_dict(), notice=notice)
 
 
 def _step_record(counters: Counters, batch: RolloutBatch, log_rnd: torch.Tensor | None, scored: Any,

@@ -23,6 +23,7 @@ print("EXIT", code, "torch" in sys.modules, "transformers" in sys.modules)
 @pytest.mark.parametrize("args", [
     ["train", "--help"], ["eval", "--help"], ["generate", "--help"], ["plugins", "--help"], ["plot", "--help"],
     ["new-plugin", "--help"],
+    ["export", "--help"],
     ["train", "--set", "optim.lr=-1"], ["train", "--set", "nonsense=1", "--output-dir", "x"],
 ])
 def test_help_and_config_errors_import_neither_torch_nor_transformers(args):

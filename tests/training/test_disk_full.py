@@ -35,7 +35,7 @@ def small_tmpfs(tmp_path):
 
 def fill(folder) -> None:
     """Write a filler file until the device is full."""
-    with open(folder / "filler", "wb") as fh:
+    with open(folder / "filler", "wb", buffering=0) as fh:  # unbuffered: closing has nothing left to flush
         try:
             while True:
                 fh.write(b"\0" * 65536)

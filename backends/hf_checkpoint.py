@@ -229,6 +229,14 @@ class SpecialIds:
     pad: int
     eot: int | None = None
     bos: int | None = None
+    more_stops: tuple[int, ...] = ()
+    """Further ids that end a turn: the tokenizer's other end-of-turn tokens, config.json's other eos ids."""
+
+    @property
+    def stops(self) -> tuple[int, ...]:
+        """Every id that ends a completion: eos, end of turn, then :attr:`more_stops` (each once)."""
+        ordered = (self.eos, *(() if self.eot is None else (self.eot,)), *self.more_stops)
+        return tuple(dict.fromkeys(ordered))
 
 
 def load_tokenizer(folder: Path, config: Any = None) -> Any:
@@ -270,6 +278,10 @@ def resolve_special_ids(
 ) -> SpecialIds:
     """Mask, eos, pad, end-of-turn and bos ids from ``config.json`` and the tokenizer.
 
+    End of turn is the first of the family's end-of-turn token strings the tokenizer knows;
+    the others it knows, the further ids of a list-valued ``eos_token_id`` and the tokenizer's
+    own eos become :attr:`SpecialIds.more_stops`, so decoding stops at every one of them.
+
     The mask id is the tokenizer's ``mask_token`` or the first of the family's mask-token
     strings it knows; config.json's ``mask_token_id`` must agree. eos and pad come from
     config.json, else the tokenizer (pad falls back to eos).
@@ -302,11 +314,15 @@ def resolve_special_ids(
     pad = pad if pad is not None else (tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
     bos = _first_int(raw_config.get("bos_token_id"))
     bos = bos if bos is not None else tokenizer.bos_token_id
-    eot = None
-    for name in family.tokens.eot:
-        eot = eot if eot is not None else _token_id(tokenizer, name)
-    ids = SpecialIds(mask=int(mask), eos=int(eos), pad=int(pad), eot=eot, bos=bos)
-    bad = [f"{k} id {v}" for k, v in attrs.asdict(ids).items() if v is not None and not 0 <= v < vocab_rows]
+    turn_ends = [i for i in (_token_id(tokenizer, name) for name in family.tokens.eot) if i is not None]
+    eot = turn_ends[0] if turn_ends else None
+    declared_eos = raw_config.get("eos_token_id")
+    other_eos = [int(i) for i in declared_eos if isinstance(i, int)] if isinstance(declared_eos, list | tuple) else []
+    more = tuple(i for i in (*turn_ends[1:], *other_eos, tokenizer.eos_token_id) if isinstance(i, int))
+    ids = SpecialIds(mask=int(mask), eos=int(eos), pad=int(pad), eot=eot, bos=bos, more_stops=more)
+    values = {**attrs.asdict(ids), "more_stops": None}
+    bad = [f"{k} id {v}" for k, v in values.items() if v is not None and not 0 <= v < vocab_rows]
+    bad += [f"stop id {v}" for v in more if not 0 <= v < vocab_rows]
     if bad:
         raise CheckpointError(config_file, f"{', '.join(bad)} outside the embedding matrix of {vocab_rows} rows")
     return ids

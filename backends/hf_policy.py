@@ -352,6 +352,7 @@ class HFPolicy:
         self.eos_id: int = ids.eos
         self.pad_id: int = ids.pad
         self.eot_id: int | None = ids.eot
+        self.stop_ids: tuple[int, ...] = ids.stops
         self.bos_id: int | None = ids.bos
         self.lora: LoraSettings | None = lora if lora is not None else options.lora_settings()
         self._lora = self.lora is not None

@@ -53,6 +53,24 @@ def _settings(model, adapter, task, gen_length, block_length, steps, sampler, re
     return choice, settings
 
 
+def _with_protocol(protocol, settings_of, block_length, steps, temperature, sampler, remasking):
+    """The run settings and the decoding of a protocol preset (dmpo_core.protocols): ``default``
+    keeps the recipe's settings; a paper's preset replaces them, explicit options winning."""
+    from dmpo_core.protocols import preset, resolve_decoding
+
+    preset(protocol)  # an unknown name is a one-line error before anything else
+    choice, run = settings_of(block_length, steps, sampler, remasking)
+    if protocol != "default":
+        decoding = resolve_decoding(protocol, gen_length=run.gen_length, block_length=block_length, steps=steps,
+                                    temperature=temperature, sampler=sampler, remasking=remasking)
+        choice, run = settings_of(decoding.block_length, decoding.steps, decoding.sampler, decoding.remasking)
+    decoding = resolve_decoding(protocol, gen_length=run.gen_length, block_length=run.block_length, steps=run.steps,
+                                temperature=temperature, sampler=run.sampler)
+    explicit = tuple(k for k, v in (("block_length", block_length), ("steps", steps), ("temperature", temperature),
+                                     ("sampler", sampler), ("remasking", remasking)) if v is not None)
+    return choice, run, attrs.evolve(decoding, explicit=explicit)
+
+
 def _say_differences(settings) -> None:
     """The one line naming the given options that differ from the recipe (once they are all valid)."""
     if settings.note:
@@ -64,9 +82,13 @@ SAMPLING_OPTIONS = [
                  help="Completion length L (default: the checkpoint's recipe, else 256)."),
     click.option("--block-length", type=int, default=None,
                  help="Semi-autoregressive block length (default: the recipe's, else 32)."),
+    click.option("--protocol", default="default", show_default=True, metavar="NAME",
+                 help="Evaluation protocol preset: d1 (steps gen_length/2, block 32, greedy), dmpo (steps gen_length, "
+                      "block 32, greedy) or default (the recipe's); explicit options win (docs/protocols.md)."),
     click.option("--steps", type=int, default=None,
-                 help="Denoising steps (default: the recipe's, else gen_length/2 as in d1; DMPO uses gen_length)."),
-    click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy decoding."),
+                 help="Denoising steps (default: the protocol's or the recipe's, else gen_length/2 as in d1; DMPO "
+                      "uses gen_length)."),
+    click.option("--temperature", type=float, default=None, help="0 = greedy decoding (the default)."),
     click.option("--remasking", type=click.Choice(["low_confidence", "random"]), default=None,
                  help="Which positions a step commits (low-confidence sampler; default low_confidence)."),
     click.option("--sampler", default=None, help="Registered sampler (default: the recipe's, else low-confidence)."),
@@ -102,9 +124,12 @@ def sampling_options(fn):
               help="Evaluate once per value of one sampler option, e.g. threshold=0.5,0.7,0.9 or cache=none,dual.")
 @click.option("--sweep-output", type=click.Path(dir_okay=False), default=None,
               help="Sweep table (.csv, else JSON lines; one row per value) and a PNG plot next to it.")
-def eval_cmd(task, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
-             adapter, backend_sets, task_sets, batch_size, limit, seed, output, sweep, sweep_output) -> None:
+def eval_cmd(task, model, gen_length, block_length, protocol, steps, temperature, remasking, sampler, sampler_sets,
+             backend, adapter, backend_sets, task_sets, batch_size, limit, seed, output, sweep, sweep_output) -> None:
     """Evaluate a model on a task's held-out split: accuracy, mean NFE per item and time.
+
+    Every output carries the full protocol (sampler and options, lengths, prompt style, metric
+    versions, data size and fingerprint, seed): a `protocol:` line, and each --output record.
 
     A checkpoint saved by `dmpo train` (or a built-in model) brings its recipe: prompt style
     and task options, lengths, steps, sampler and backend; options given here win, and any
@@ -118,8 +143,12 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     from dmpo_core.training.build import load_policy
     from dmpo_core.training.evaluate import evaluate
 
-    choice, run = _settings(model, adapter, task, gen_length, block_length, steps, sampler, remasking,
-                            sampler_sets, backend, task_sets)
+    from dmpo_core.protocols import evaluation_protocol
+
+    choice, run, decoding = _with_protocol(
+        protocol, lambda b, s, sa, r: _settings(model, adapter, task, gen_length, b, s, sa, r, sampler_sets, backend,
+                                                task_sets), block_length, steps, temperature, sampler, remasking)
+    temperature = decoding.temperature
     gen_length = run.gen_length
     task_obj = get_registry().create("task", task, "--task-option", **run.task_options)
     samp = _sampler(run, temperature)
@@ -154,13 +183,18 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
     with click.progressbar(length=len(items), label="eval", file=sys.stderr) as bar:
         metrics, records = evaluate(policy, task_obj, samp, items, batch_size=batch_size, gen_length=gen_length,
                                     generator=torch.Generator().manual_seed(seed), progress=bar.update)
+    record = evaluation_protocol(
+        task_name=task, task=task_obj, sampler_name=run.sampler, sampler=samp, gen_length=gen_length, items=items,
+        seed=seed, batch_size=batch_size, preset=decoding.preset, explicit=decoding.explicit,
+        extra={"model": model, "limit": limit})
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         with open(output, "w", encoding="utf-8") as fh:
             for rec in records:
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(json.dumps({**rec, "protocol": record}) + "\n")
     shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
     click.echo(f"{task} on {model} ({len(items)} items): {shown}")
+    click.echo(f"protocol: {json.dumps(record, sort_keys=True)}")
 
 
 @click.command()
@@ -170,17 +204,18 @@ def eval_cmd(task, model, gen_length, block_length, steps, temperature, remaskin
 @click.option("--chat/--no-chat", default=True, show_default=True,
               help="Wrap the prompt in the tokenizer's chat template when it has one.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate(prompt, model, gen_length, block_length, steps, temperature, remasking, sampler, sampler_sets, backend,
-             adapter, backend_sets, chat, seed) -> None:
+def generate(prompt, model, gen_length, block_length, protocol, steps, temperature, remasking, sampler, sampler_sets,
+             backend, adapter, backend_sets, chat, seed) -> None:
     """Complete one PROMPT and print the completion."""
     import torch
 
     from dmpo_core.training.build import load_policy
     from dmpo_core.training.rollout import decode_completions, encode_prompts
 
-    choice, settings = _settings(model, adapter, None, gen_length, block_length, steps, sampler, remasking,
-                                 sampler_sets, backend)
-    samp = _sampler(settings, temperature)
+    choice, settings, decoding = _with_protocol(
+        protocol, lambda b, s, sa, r: _settings(model, adapter, None, gen_length, b, s, sa, r, sampler_sets, backend),
+        block_length, steps, temperature, sampler, remasking)
+    samp = _sampler(settings, decoding.temperature)
     _say_differences(settings)
     policy = load_policy(settings.backend, choice.model, model_choice.backend_options(choice, _options(backend_sets)),
                          path="--backend-option")
@@ -192,4 +227,4 @@ def generate(prompt, model, gen_length, block_length, steps, temperature, remask
     with torch.no_grad():
         out = samp(policy.logits, ids.to(policy.device), mask.to(policy.device), mask_id=policy.mask_id,
                    generator=torch.Generator().manual_seed(seed))
-    click.echo(decode_completions(tok, out.completion_ids.cpu(), policy.eos_id)[0])
+    click.echo(decode_completions(tok, out.completion_ids.cpu(), policy.stop_ids)[0])

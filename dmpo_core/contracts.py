@@ -89,6 +89,10 @@ class Policy(Protocol):
     """Padding id used for left padding of prompts."""
     eot_id: int | None
     """End-of-turn id, when the tokenizer has one."""
+    stop_ids: tuple[int, ...]
+    """Every id that ends a completion: ``eos_id`` and each end-of-turn token of the tokenizer
+    (LLaDA's ``<|eot_id|>``, Dream's ``<|im_end|>``). The text of a completion, in rollouts and
+    evaluations alike, is what comes before the first of them."""
     tokenizer: Any
     """A ``transformers``-compatible tokenizer (``__call__``, ``decode``, ``apply_chat_template``)."""
 

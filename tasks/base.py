@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from dmpo.tasks import protocols
 from dmpo_core.errors import DataError, InvalidArgumentError
 from dmpo_core.rewards import ComposedRewards, RewardComponent, score_components
 
@@ -32,6 +33,8 @@ __all__ = [
     "TaskOptions",
     "builtin_template",
     "chat_prompt",
+    "answer_block",
+    "cut_at_end_of_turn",
     "cut_at_stops",
     "extract_compact_answer",
     "extract_tagged_answer",
@@ -57,6 +60,13 @@ REASONING_OPEN = "<reasoning>"
 REASONING_CLOSE = "</reasoning>"
 BOXED = "\\boxed{"
 _BRACE = re.compile(r"[{}]")
+_EMPTY_BOX = re.compile(r"\\boxed\{\s*\}")
+
+END_OF_TURN_TEXTS: tuple[str, ...] = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")
+"""End-of-turn and end-of-text tokens as text (LLaDA's, Dream's and both's eos). The decoder
+already cuts a completion at the first stop token id (:func:`dmpo_core.training.rollout.decode_completions`);
+a completion that kept them as text (generations from elsewhere, decoded without skipping
+special tokens) is cut at the first of these before its answer is read."""
 
 
 def last_tag_content(text: str, tag: str = "answer") -> str | None:
@@ -76,13 +86,14 @@ def last_tag_content(text: str, tag: str = "answer") -> str | None:
     return text[start + len(open_tag) : end]
 
 
-def last_boxed(text: str) -> str | None:
+def last_boxed(text: str, *, nonempty: bool = False) -> str | None:
     """Content of the last ``\\boxed{...}`` with balanced braces (None if none is closed).
 
     Nested braces are counted (``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``); an
-    unclosed last box falls back to the previous one. Linear: when a box is unclosed, an
-    earlier box can only close before the later one starts (the later box's ``{`` is never
-    matched), so each box scans only up to the next box.
+    unclosed last box falls back to the previous one, and with ``nonempty`` so does a box
+    holding only white space (``\\boxed{}`` written as a placeholder). Linear: when a box is
+    unclosed, an earlier box can only close before the later one starts (the later box's
+    ``{`` is never matched), so each box scans only up to the next box.
     """
     end = len(text)
     while True:
@@ -96,20 +107,63 @@ def last_boxed(text: str) -> str | None:
         for brace in _BRACE.finditer(text, start + len(BOXED), end):
             depth += 1 if brace.group() == "{" else -1
             if depth == 0:
-                return text[start + len(BOXED) : brace.start()]
-        end = start  # unclosed before `end`: try the box before it
+                content = text[start + len(BOXED) : brace.start()]
+                if nonempty and not content.strip():
+                    break  # an empty box: try the box before it
+                return content
+        end = start  # unclosed (or empty) before `end`: try the box before it
+
+
+def _is_placeholder(content: str) -> bool:
+    """True for white space and empty ``\\boxed{}`` only: a format restated, not an answer."""
+    return not _EMPTY_BOX.sub("", content).strip()
+
+
+def answer_block(text: str, tag: str = "answer") -> str | None:
+    """Content of the last non-empty ``<tag>`` block of ``text``, closed or not (None if none).
+
+    A block opened after the last closing tag and never closed (the generation ran out, or
+    ended its turn inside the block) reaches to the end of ``text``; otherwise the last
+    complete pair is read (:func:`last_tag_content`). A block holding only white space and
+    empty boxes (``<answer></answer>`` restating the format) does not count: the complete
+    pair before it is read instead. Linear in ``len(text)``.
+    """
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    end = len(text)
+    last_open = text.rfind(open_tag)
+    if last_open >= 0 and text.find(close_tag, last_open) < 0:  # an unclosed final block
+        content = text[last_open + len(open_tag):]
+        if not _is_placeholder(content):
+            return content
+        end = last_open
+    while True:
+        close = text.rfind(close_tag, 0, end)
+        if close < 0:
+            return None
+        start = text.rfind(open_tag, 0, close)
+        if start < 0:
+            return None
+        content = text[start + len(open_tag): close]
+        if not _is_placeholder(content):
+            return content
+        end = start  # empty: the pair before it
 
 
 def extract_tagged_answer(text: str) -> str | None:
-    """The answer of a chat-style completion: the last ``<answer>...</answer>``, else the last
-    ``\\boxed{}``; inside an answer tag, a ``\\boxed{}`` is unwrapped. Stripped; None if empty."""
-    found = last_tag_content(text, "answer")
+    """The answer of a chat-style completion, stripped; None if there is none.
+
+    The text is read up to its first end-of-turn token (:data:`END_OF_TURN_TEXTS`); then the
+    last non-empty answer block, closed or not (:func:`answer_block`), with a non-empty
+    ``\\boxed{}`` inside unwrapped; without one, the last non-empty ``\\boxed{}`` of the text.
+    Empty tags and empty boxes are placeholders, never the answer.
+    """
+    text = cut_at_end_of_turn(text)
+    found = answer_block(text, "answer")
     if found is not None:
-        inner = last_boxed(found)
-        if inner is not None:
-            found = inner
+        inner = last_boxed(found, nonempty=True)
+        found = inner if inner is not None else _EMPTY_BOX.sub("", found)
     else:
-        found = last_boxed(text)
+        found = last_boxed(text, nonempty=True)
     if found is None:
         return None
     found = found.strip()
@@ -127,10 +181,16 @@ def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
+def cut_at_end_of_turn(text: str) -> str:
+    """``text`` up to its first end-of-turn or end-of-text token written as text (:data:`END_OF_TURN_TEXTS`)."""
+    return cut_at_stops(text, END_OF_TURN_TEXTS)
+
+
 def extract_compact_answer(text: str, stops: Sequence[str] = ()) -> str | None:
-    """The answer of a compact-style completion: the whole completion up to EOS (already cut by
-    the decoder) or a stop string, stripped; None if empty."""
-    found = cut_at_stops(text, stops).strip()
+    """The answer of a compact-style completion: the whole completion up to its end of turn
+    (already cut by the decoder; cut here too when written as text) or a stop string,
+    stripped; None if empty."""
+    found = cut_at_stops(text, (*END_OF_TURN_TEXTS, *stops)).strip()
     return found or None
 
 
@@ -457,6 +517,22 @@ class AnswerTask:
     def default_reward_weights(self) -> dict[str, float]:
         """Reward components and weights used when the config does not change them."""
         raise NotImplementedError
+
+    def metric_versions(self) -> dict[str, str]:
+        """Each metric key of :meth:`metric` with the name/version of how it is computed
+        (:mod:`dmpo.tasks.protocols`)."""
+        raise NotImplementedError
+
+    def dataset_facts(self) -> dict[str, Any]:
+        """Where the test items come from (source, split ...), for the evaluation record."""
+        return {}
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """Prompt style, template, answer parser, metric versions and data source of an evaluation
+        (read by :func:`dmpo_core.protocols.evaluation_protocol`)."""
+        cfg = self.config
+        return protocols.facts(protocols.prompt_facts(cfg.prompt_style, cfg.template), self.metric_versions(),
+                               self.dataset_facts())
 
     # -- prompts
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from dmpo.tasks import protocols
 from dmpo.tasks.base import AnswerTask, TaskOptions
 
 from dmpo_core.config import build_config, cross_checks, in_range, one_of, positive
@@ -376,6 +377,16 @@ class CountdownTask(AnswerTask):
 
     def default_reward_weights(self) -> dict[str, float]:
         return {"correct": 1.0}
+
+    def metric_versions(self) -> dict[str, str]:
+        return {"accuracy": protocols.COUNTDOWN_METRIC}
+
+    def dataset_facts(self) -> dict[str, Any]:
+        cfg = self.config
+        if cfg.test_file is not None:
+            return {"source": cfg.test_file, "sha256": protocols.file_digest(cfg.test_file)}
+        return {"source": "generated", "seed": cfg.seed, "count": cfg.count, "n_test": cfg.n_test,
+                "test_fraction": cfg.test_fraction}
 
     def _limits(self) -> dict[str, int]:
         return {"max_chars": self.config.max_expression_chars, "max_depth": self.config.max_depth}

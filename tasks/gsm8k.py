@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
+from dmpo.tasks import protocols
 from dmpo.tasks.base import AnswerTask, TaskOptions, load_rows, without_held_out
 
 from dmpo_core.config import build_config, in_range
@@ -142,6 +143,14 @@ class Gsm8kTask(AnswerTask):
         if self.config.prompt_style == "compact":
             return {"correct": 2.0}
         return {"format-tags": 0.5, "format-soft": 0.5, "format-strict": 0.5, "answer-integer": 0.5, "correct": 2.0}
+
+    def metric_versions(self) -> dict[str, str]:
+        return {"accuracy": protocols.GSM8K_METRIC}
+
+    def dataset_facts(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"source": cfg.test_source, "split": cfg.test_split, "hub_config": cfg.hub_config,
+                "max_test_items": cfg.max_test_items}
 
     def is_correct(self, answer: str | None, item: Mapping[str, Any]) -> bool:
         return numbers_match(answer, item["answer"])

@@ -37,6 +37,8 @@ from dmpo.tasks.base import (
     load_rows,
     without_held_out,
 )
+from dmpo.tasks import protocols
+from dmpo.tasks.math_string_match import strings_match
 from dmpo.tasks.mathverify import DEFAULT_TIMEOUT_S, answers_equivalent, shared_verifier
 
 from dmpo_core.config import build_config, in_range
@@ -120,6 +122,31 @@ class Math500Task(AnswerTask):
     def is_correct(self, answer: str | None, item: Mapping[str, Any]) -> bool:
         return answers_equivalent(str(item["answer"]), answer, timeout_s=self.config.verify_timeout_s,
                                   max_chars=self.config.max_answer_chars)
+
+    def string_match(self, completion: str, item: Mapping[str, Any]) -> float:
+        """The papers' metric on one completion: 1.0 when the answer's normalised string equals the
+        reference's (:mod:`dmpo.tasks.math_string_match`), else 0.0."""
+        try:
+            return 1.0 if strings_match(str(item["answer"]), self.extract_answer(completion)) else 0.0
+        except Exception:  # noqa: BLE001 - an odd completion counts as wrong, as in score()
+            return 0.0
+
+    def metric(self, completions: Sequence[str], items: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """``accuracy`` (math-verify), ``accuracy_string_match`` (the papers' string match, on the
+        same answers) and ``answered``."""
+        out = super().metric(completions, items)
+        n = len(completions)
+        matched = sum(self.string_match(c, it) for c, it in zip(completions, items))
+        return {"accuracy": out["accuracy"], "accuracy_string_match": matched / n if n else float("nan"),
+                "answered": out["answered"]}
+
+    def metric_versions(self) -> dict[str, str]:
+        return {"accuracy": protocols.math_verify_metric(), "accuracy_string_match": protocols.MATH_STRING_METRIC}
+
+    def dataset_facts(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"source": cfg.test_source, "split": cfg.test_split, "hub_config": cfg.hub_config,
+                "max_test_items": cfg.max_test_items}
 
     def reward_components(self) -> list[RewardComponent]:
         """The weighted components; also starts the math-verify helper so it is ready by the

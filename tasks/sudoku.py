@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import attrs
+from dmpo.tasks import protocols
 from dmpo.tasks.base import (
+    answer_block,
     chat_prompt,
-    last_tag_content,
+    cut_at_end_of_turn,
     merge_reward_weights,
     read_template,
     render_template,
@@ -257,14 +259,15 @@ def load_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def chat_answer(completion: str) -> str | None:
-    """Content of the LAST ``<answer>...</answer>`` of ``completion`` (stripped), or None.
+    """Content of the LAST non-empty answer block of ``completion`` (stripped), or None.
 
-    The shared parser of the chat tasks (:func:`dmpo.tasks.base.last_tag_content`): the last
-    closing tag with the nearest opening tag before it, linear in the text's length.
+    The shared parser of the chat tasks (:func:`dmpo.tasks.base.answer_block`), read up to the
+    first end-of-turn token: the last closing tag with the nearest opening tag before it, or
+    a final block that never closed; empty blocks are skipped. Linear in the text's length.
     """
     if not isinstance(completion, str):
         return None
-    found = last_tag_content(completion, "answer")
+    found = answer_block(cut_at_end_of_turn(completion), "answer")
     return None if found is None else found.strip()
 
 
@@ -299,7 +302,7 @@ def _extract(style: str, completion: str) -> str | None:
         return None
     if style == "chat":
         return chat_answer(completion)
-    digits = "".join(ch for ch in completion if "0" <= ch <= "9")
+    digits = "".join(ch for ch in cut_at_end_of_turn(completion) if "0" <= ch <= "9")
     return digits[:CELLS] if digits else None
 
 
@@ -457,6 +460,21 @@ class SudokuTask:
             if unused:
                 problems.append(f"reward_options={unused!r}: give options only for components in use")
         return problems
+
+    # -- protocol
+
+    def protocol_facts(self) -> dict[str, Any]:
+        """Prompt style, template, answer parser, metric version and data source of an evaluation
+        (read by :func:`dmpo_core.protocols.evaluation_protocol`)."""
+        if self.csv_path is not None:
+            dataset = {"source": self.csv_path, "sha256": protocols.file_digest(self.csv_path),
+                       "test_size": self.test_size}
+        else:
+            dataset = {"source": "generated", "seed": self.seed, "test_grids": self.test_grids,
+                       "test_blanks": self.test_blanks, "test_size": self.test_size}
+        prompt = protocols.prompt_facts(self.prompt_style, self.template)
+        prompt["fixed_givens"] = self.fixed_givens
+        return protocols.facts(prompt, {"accuracy": protocols.SUDOKU_METRIC}, dataset)
 
     # -- data
 

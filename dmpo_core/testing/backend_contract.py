@@ -157,14 +157,15 @@ def check_protocol(policy: Any, s: ContractSettings = ContractSettings()) -> Non
     from dmpo_core.contracts import Policy  # torch and attrs only; imported late to keep this module light
 
     if not isinstance(policy, Policy):
-        members = ("mask_id", "eos_id", "pad_id", "eot_id", "tokenizer", "device", "logits", "reference_logits",
+        members = ("mask_id", "eos_id", "pad_id", "eot_id", "stop_ids", "tokenizer", "device", "logits", "reference_logits",
                    "trainable_parameters", "sync_reference", "train", "save")  # fmt: skip
         lacking = [m for m in members if not hasattr(policy, m)]
         raise BackendContractError("protocol", f"not a dmpo_core.contracts.Policy; lacks {', '.join(lacking)}")
 
 
 def check_special_ids(policy: Any, s: ContractSettings = ContractSettings()) -> None:
-    """mask, eos and pad ids are integers inside the vocabulary (end of turn too, when set)."""
+    """mask, eos and pad ids are integers inside the vocabulary (end of turn too, when set), and
+    ``stop_ids`` holds eos and end of turn."""
     vocab = _vocab(policy)
     for attr in ("mask_id", "eos_id", "pad_id", "eot_id"):
         value = getattr(policy, attr, None)
@@ -172,6 +173,13 @@ def check_special_ids(policy: Any, s: ContractSettings = ContractSettings()) -> 
             continue
         if not isinstance(value, int) or not 0 <= value < vocab:
             raise BackendContractError("special_ids", f"{attr}={value!r} is not an id in [0, {vocab})")
+    stops = getattr(policy, "stop_ids", None)
+    if not isinstance(stops, tuple) or not all(isinstance(i, int) and 0 <= i < vocab for i in stops):
+        raise BackendContractError("special_ids", f"stop_ids={stops!r} is not a tuple of ids in [0, {vocab})")
+    missing = [f"{attr}={getattr(policy, attr)}" for attr in ("eos_id", "eot_id")
+               if getattr(policy, attr, None) is not None and getattr(policy, attr) not in stops]
+    if missing:
+        raise BackendContractError("special_ids", f"stop_ids={stops!r} lacks {', '.join(missing)}")
 
 
 def check_bidirectional(policy: Any, s: ContractSettings = ContractSettings()) -> None:

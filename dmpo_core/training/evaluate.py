@@ -44,7 +44,7 @@ def evaluate(
         out = sampler(policy.logits, ids.to(policy.device), mask.to(policy.device), mask_id=policy.mask_id,
                       generator=generator, prefill=None if prefill is None else prefill.to(policy.device))
         nfe_total += out.nfe * len(chunk)
-        decoded = decode_completions(tok, out.completion_ids.cpu(), policy.eos_id)
+        decoded = decode_completions(tok, out.completion_ids.cpu(), policy.stop_ids)
         for text, completion, item in zip(texts, decoded, chunk):
             records.append({
                 "prompt": text,

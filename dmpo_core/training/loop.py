@@ -25,6 +25,7 @@ from dmpo_core.contracts import (
 )
 from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import CheckpointError, TrainingError
+from dmpo_core.protocols import evaluation_protocol
 from dmpo_core.training import checkpoint as ckpt
 from dmpo_core.training.budget import TimeBudget
 from dmpo_core.training.config import TrainConfig
@@ -244,7 +245,7 @@ def train(
         times["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # rewards
-        outputs = decode_completions(policy.tokenizer, samples.completion_ids, policy.eos_id)
+        outputs = decode_completions(policy.tokenizer, samples.completion_ids, policy.stop_ids)
         scored = score_rewards(task, samples.texts, outputs, samples.items)
         eligible = eligible_positions(
             task, samples.items, samples.completion_ids, samples.prefill, mask_id=policy.mask_id,
@@ -372,11 +373,17 @@ def train(
 def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: MetricsLog,
               cb: StepCallback | None) -> float:
     """Evaluate on the held-out ``items``, log the record; return the seconds it took."""
+    seed = cfg.seed + 7919
     metrics, _records = evaluate(
         comp.policy, comp.task, comp.eval_sampler, items, batch_size=cfg.eval_batch_size,
-        gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(cfg.seed + 7919),
+        gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(seed),
     )
-    record = {"step": step, "eval": True, **{f"eval_{k}": v for k, v in metrics.items()}}
+    protocol = evaluation_protocol(
+        task_name=cfg.task, task=comp.task, sampler_name=cfg.eval_sampler or cfg.rollout.sampler,
+        sampler=comp.eval_sampler, gen_length=cfg.rollout.gen_length, items=items, seed=seed,
+        batch_size=cfg.eval_batch_size,
+    )
+    record = {"step": step, "eval": True, **{f"eval_{k}": v for k, v in metrics.items()}, "protocol": protocol}
     log.write(record)
     if cb:
         cb(record)

@@ -7,7 +7,7 @@ bottom and the stages can be timed separately.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -36,13 +36,18 @@ def encode_prompts(tokenizer: Any, texts: Sequence[str], pad_id: int) -> tuple[t
     return ids, mask
 
 
-def decode_completions(tokenizer: Any, completion_ids: torch.Tensor, eos_id: int) -> list[str]:
-    """Decode each completion up to (not including) its first EOS, skipping special tokens."""
+def decode_completions(tokenizer: Any, completion_ids: torch.Tensor, stop_ids: int | Collection[int]) -> list[str]:
+    """Decode each completion ``[N, L]`` up to (not including) its first stop id, skipping special tokens.
+
+    ``stop_ids`` is the policy's :attr:`~dmpo_core.contracts.Policy.stop_ids` (eos and every
+    end-of-turn token), so text the model writes after ending its turn is never scored; a
+    single id is accepted too.
+    """
+    stops = {stop_ids} if isinstance(stop_ids, int) else set(stop_ids)
     out = []
     for row in completion_ids.tolist():
-        if eos_id in row:
-            row = row[: row.index(eos_id)]
-        out.append(tokenizer.decode(row, skip_special_tokens=True))
+        end = next((i for i, token in enumerate(row) if token in stops), len(row))
+        out.append(tokenizer.decode(row[:end], skip_special_tokens=True))
     return out
 
 

@@ -114,7 +114,12 @@ def test_loads_local_files_and_scores_answers(tmp_path):
     assert task.correctness(good, items[0]) == 1.0
     assert task.score("the answer is \\boxed{0.75}", items[0]) == 1.0  # no tags: last \boxed{}
     assert task.score("<answer>4/3</answer>", items[0]) == 0.0
-    assert task.metric([good, "?"], items) == {"accuracy": 0.5, "answered": 0.5}
+    assert task.metric([good, "?"], items) == {"accuracy": 0.5, "accuracy_string_match": 0.5, "answered": 0.5}
+    # math-verify credits the value in other notation; the papers' string match does not
+    decimal = "<answer>\\boxed{0.75}</answer>"
+    assert task.metric([decimal], items[:1]) == {"accuracy": 1.0, "accuracy_string_match": 0.0, "answered": 1.0}
+    assert task.metric_versions()["accuracy_string_match"] == "math-string-match/1"
+    assert task.metric_versions()["accuracy"].startswith("math-verify/")
 
 
 def test_parquet_with_other_column_names(tmp_path):

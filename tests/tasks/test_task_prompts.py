@@ -105,7 +105,7 @@ def test_render_template_only_touches_known_names():
     [
         ("<reasoning>r</reasoning><answer> 42 </answer>", "42"),
         ("<answer>1</answer> and later <answer>2</answer>", "2"),  # the last one
-        ("<answer>1</answer><answer>2", "1"),  # an unclosed last tag is ignored
+        ("<answer>1</answer><answer>2", "2"),  # an unclosed final block (ran out, or ended the turn) is read
         ("<answer>\\boxed{\\frac{1}{2}}</answer>", "\\frac{1}{2}"),  # a box inside the tag is unwrapped
         ("so \\boxed{7} and \\boxed{8}", "8"),  # no tags: the last box
         ("\\boxed{7} then \\boxed{8", "7"),  # an unclosed box falls back to the previous one

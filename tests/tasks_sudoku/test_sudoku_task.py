@@ -191,8 +191,13 @@ def test_metric_sums_correct_empty_cells_over_all_empty_cells():
         task.metric(["a"], [ITEM, other])
 
 
-def test_chat_answer_takes_the_last_closed_tag():
-    assert chat_answer("<answer>1</answer> <answer> 2 </answer> <answer>3") == "2"
+def test_chat_answer_takes_the_last_block_closed_or_not():
+    # a final block that never closed (the generation ran out or ended its turn) is the answer,
+    # as the papers' Sudoku parser reads an answer block ended by the end-of-turn token
+    assert chat_answer("<answer>1</answer> <answer> 2 </answer> <answer>3") == "3"
+    assert chat_answer("<answer>1</answer> <answer> 2 </answer> <answer> \n") == "2"  # an empty one is not
+    assert chat_answer("<answer>\n4321<|eot_id|>1111<|endoftext|>") == "4321"  # text after the turn is not read
+    assert chat_answer("<answer>4321</answer><answer></answer>") == "4321"  # an empty tag after it is not either
     assert chat_answer("<answer>a<answer>b</answer>") == "b"  # the opening nearest the last close
     assert chat_answer("</answer><answer>") is None
     assert chat_answer("<answer>12</answer> and </answer>") == "12</answer> and"  # the last close counts

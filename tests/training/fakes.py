@@ -52,6 +52,7 @@ class TinyNet(torch.nn.Module):
 
 class FakePolicy:
     mask_id, eos_id, pad_id, eot_id = MASK, EOS, PAD, None
+    stop_ids = (EOS,)
 
     def __init__(self, seed: int = 0) -> None:
         torch.manual_seed(seed)

@@ -125,6 +125,7 @@ class __CLASS__Policy:
     """The policy: the trained model and its frozen reference copy."""
 
     mask_id, eos_id, pad_id, eot_id = MASK_ID, EOS_ID, PAD_ID, None
+    stop_ids = (EOS_ID,)  # eos ends a completion (add the end-of-turn id when the tokenizer has one)
 
     def __init__(self, net: __CLASS__Net) -> None:
         self.model = net

@@ -67,6 +67,7 @@ class ToyPolicy:
     """A :class:`~dmpo_core.contracts.Policy` around :class:`ToyNet` and a frozen copy (the reference)."""
 
     mask_id, eos_id, pad_id, eot_id = MASK_ID, EOS_ID, PAD_ID, None
+    stop_ids = (EOS_ID,)  # eos ends a completion (add the end-of-turn id when the tokenizer has one)
 
     def __init__(self, seed: int = 0) -> None:
         gen_state = torch.random.get_rng_state()

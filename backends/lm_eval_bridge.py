@@ -69,7 +69,7 @@ class DmpoLM(LM):
             ids, mask = encode_prompts(tok, [c for c, _ in chunk], policy.pad_id)  # [N, P]
             done = self.sampler(policy.logits, ids.to(policy.device), mask.to(policy.device),
                                 mask_id=policy.mask_id, generator=gen)
-            for text, (_, kwargs) in zip(decode_completions(tok, done.completion_ids.cpu(), policy.eos_id), chunk):
+            for text, (_, kwargs) in zip(decode_completions(tok, done.completion_ids.cpu(), policy.stop_ids), chunk):
                 until = kwargs.get("until") or []
                 for stop in [until] if isinstance(until, str) else until:
                     text = text.split(stop)[0] if stop else text

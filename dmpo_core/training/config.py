@@ -123,7 +123,7 @@ class OptimConfig:
     """Decay after warm-up."""
 
 
-def _layouts_valid(_inst: Any, _attr: attrs.Attribute, value: tuple[str, ...]) -> None:
+def _layouts_valid(_inst: Any, _attr: attrs.Attribute, value: list[str]) -> None:
     """``checkpoint_layouts``: a non-empty list of distinct names among ``original`` and ``hf``."""
     if not value or len(set(value)) != len(value) or not set(value) <= {"original", "hf"}:
         raise ValueError("list one or both of original, hf (each once)")
@@ -169,8 +169,8 @@ class TrainConfig:
     """Checkpoint every K steps (0 = only at the end)."""
     keep_checkpoints: int = attrs.field(default=2, validator=positive())
     """Most recent checkpoints kept on disk."""
-    checkpoint_layouts: tuple[str, ...] = attrs.field(
-        default=("original",), converter=tuple,
+    checkpoint_layouts: list[str] = attrs.field(
+        factory=lambda: ["original"], converter=list,  # a list: config.json holds it as one (--resume compares)
         validator=_layouts_valid)
     """Layouts of the policy in each checkpoint: ``original`` (``policy/``, the family's published
     layout) and/or ``hf`` (``policy-hf/``, the stock transformers layout that ``from_pretrained``

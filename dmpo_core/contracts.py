@@ -24,7 +24,12 @@ LOG_P_OLD = "log_p_old"
 CURRENT_LOGP = "current_logp"
 """The current policy's likelihood at loss time: the objective evaluates it in its own forward
 and passes it to the weighting scheme (``log_p_current``), which re-weights there."""
-NEEDS: frozenset[str] = frozenset({LOG_RND, LOG_P_OLD, CURRENT_LOGP})
+TRAJECTORY = "trajectory"
+"""The sampler's record of each rollout, in ``batch.extras`` before ``prepare``: the per-token
+log-probs ``sampler/token_logp [B*G, L]``, the decoding order ``sampler/commit_step [B*G, L]``
+and the sampler's own per-row ``records`` as ``sampler/<name>`` (DiFFPO reads its intermediate
+state and the chosen threshold there). Needs a sampler whose ``returns_logp`` is true."""
+NEEDS: frozenset[str] = frozenset({LOG_RND, LOG_P_OLD, CURRENT_LOGP, TRAJECTORY})
 """Every value a ``needs`` set may hold; the loop computes exactly the union of its components'."""
 
 

@@ -53,6 +53,10 @@ class SampleOutput:
     """Number of model forward passes (function evaluations) used for the whole batch."""
     token_logp: torch.Tensor | None = None  # [N, L] float32: log-prob of each committed token, when exact
     commit_step: torch.Tensor | None = None  # [N, L] long: step that committed each token (-1: prefilled), when known
+    records: dict[str, torch.Tensor] = attrs.field(factory=dict, converter=dict)
+    """The sampler's own per-row records, each ``[N, ...]`` (rows first), e.g. the decoding
+    threshold a policy chose; an objective that needs :data:`~dmpo_core.contracts.TRAJECTORY`
+    finds them in ``batch.extras`` as ``sampler/<name>``."""
 
 
 @attrs.frozen(kw_only=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from dmpo_core.contracts import Objective, Policy, Sampler, Task, WeightingScheme
+from dmpo_core.contracts import TRAJECTORY, Objective, Policy, Sampler, Task, WeightingScheme
 from dmpo_core.errors import ConfigError, DmpoError
 from dmpo_core.registry import Registry, get_registry
 from dmpo_core.training.config import TrainConfig
@@ -157,6 +157,12 @@ def _contract_problems(cfg: TrainConfig, built: Mapping[str, Any]) -> list[str]:
             out.append(f"{key} {name!r}: does not satisfy the {protocol.__name__} contract "
                        f"(missing {', '.join(missing) or 'a member'}); see dmpo_core.contracts")
     sampler = built.get("sampler")
+    needs = {n for key, protocol in (("weighting", WeightingScheme), ("objective", Objective))
+             if isinstance(built.get(key), protocol) for n in built[key].needs}
+    if TRAJECTORY in needs and isinstance(sampler, Sampler) and not sampler.returns_logp:
+        out.append(f"loss.objective={cfg.loss.objective!r} reads the sampler's trajectory; sampler "
+                   f"{cfg.rollout.sampler!r} records none: use diffpo-eb, roar, or random-remask with "
+                   "rollout.sampler_options.record_logp=true")
     if cfg.scoring.method == "exact" and isinstance(sampler, Sampler) and not sampler.returns_logp:
         out.append(f"scoring.method=exact: sampler {cfg.rollout.sampler!r} records no per-token log-probs; "
                    "use roar, or random-remask with rollout.sampler_options.record_logp=true, or scoring.method=elbo")

@@ -21,7 +21,7 @@ import attrs
 import torch
 
 from dmpo_core.contracts import (
-    CURRENT_LOGP, LOG_P_OLD, LOG_RND, NEEDS, Engine, Objective, Policy, Sampler, Task, WeightingScheme,
+    CURRENT_LOGP, LOG_P_OLD, LOG_RND, NEEDS, TRAJECTORY, Engine, Objective, Policy, Sampler, Task, WeightingScheme,
 )
 from dmpo_core.data import RolloutBatch, WeightOutput
 from dmpo_core.errors import CheckpointError, TrainingError
@@ -273,10 +273,15 @@ def train(
                     generator=gen, chunk_rows=rc.batch_rows,
                 )  # [B*G], [B*G]
             batch = attrs.evolve(batch, log_p_old=log_old, log_p_ref=log_ref)
+        if TRAJECTORY in needs:  # the sampler's record (decoding order, token log-probs, its own records)
+            if samples.token_logp is None or samples.commit_step is None:
+                raise TrainingError("the objective needs the sampler's trajectory; use a sampler whose "
+                                    "returns_logp is true (e.g. diffpo-eb, roar)")
+            batch = attrs.evolve(batch, extras=samples.trajectory())
         with torch.no_grad():  # the objective's own rollout-time data (old/reference per-token log-probs ...)
             extras = comp.objective.prepare(policy, batch, num_iterations=cfg.loss.num_iterations, generator=gen)
         if extras:
-            batch = attrs.evolve(batch, extras=dict(extras))
+            batch = attrs.evolve(batch, extras={**batch.extras, **extras})
         times["logp"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # weights, held fixed while the batch is reused

@@ -114,6 +114,16 @@ class GroupSamples:
     """Task item of each row."""
     token_logp: torch.Tensor | None = None  # [B*G, L] float32: exact per-token log-probs, when recorded
     commit_step: torch.Tensor | None = None  # [B*G, L] long: decoding order, when recorded
+    records: dict[str, torch.Tensor] = attrs.field(factory=dict)
+    """The sampler's own per-row records (``SampleOutput.records``), each ``[B*G, ...]``."""
+
+    def trajectory(self) -> dict[str, torch.Tensor]:
+        """What :data:`~dmpo_core.contracts.TRAJECTORY` puts in ``batch.extras``: ``sampler/token_logp``,
+        ``sampler/commit_step`` and ``sampler/<name>`` for each record."""
+        assert self.token_logp is not None and self.commit_step is not None
+        out = {"sampler/token_logp": self.token_logp, "sampler/commit_step": self.commit_step}
+        out.update({f"sampler/{k}": v for k, v in self.records.items()})
+        return out
 
 
 @torch.no_grad()
@@ -146,6 +156,7 @@ def sample_group_batch(
         prompt_ids=ids, prompt_mask=mask, completion_ids=joined([o.completion_ids for o in outs]), prefill=prefill,
         nfe=nfe, texts=row_texts, items=row_items, token_logp=joined([o.token_logp for o in outs]),
         commit_step=joined([o.commit_step for o in outs]),
+        records={k: torch.cat([o.records[k].cpu() for o in outs], dim=0) for k in outs[0].records},
     )
 
 

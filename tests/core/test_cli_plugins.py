@@ -52,7 +52,7 @@ def test_plugins_json(fixed_registry):
 def test_plugins_kind_filter(fixed_registry):
     result = CliRunner().invoke(cli_main.cli, ["plugins", "--json", "--kind", "objective"])
     assert result.exit_code == 0, result.output
-    assert sorted(c["name"] for c in json.loads(result.output)["components"]) == ["ddo", "diffu-grpo", "wdce"]
+    assert sorted(c["name"] for c in json.loads(result.output)["components"]) == ["ddo", "diffpo", "diffu-grpo", "wdce"]
 
 
 def test_plugins_rejects_an_unknown_kind(fixed_registry):

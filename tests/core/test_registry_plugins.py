@@ -38,7 +38,8 @@ def core_only():
 def test_builtin_weightings_and_objectives_are_registered():
     reg = core_only()
     assert reg.names("weighting") == ["dmpo", "dmpo-mean", "dmpo-none", "dmpo-unbiased", "grpo"]
-    assert reg.names("objective") == ["ddo", "diffu-grpo", "wdce"]
+    assert reg.names("objective") == ["ddo", "diffpo", "diffu-grpo", "wdce"]
+    assert reg.names("sampler") == ["diffpo-eb"]  # the core plugin registers DiFFPO's sampler
     scheme = reg.create("weighting", "dmpo-mean", alpha=0.1)
     assert isinstance(scheme, DmpoWeighting) and scheme.baseline == "mean" and scheme.alpha == 0.1
     assert reg.create("weighting", "dmpo").baseline == "negative"  # the paper's default

@@ -79,7 +79,9 @@ def recipe(override: dict) -> TrainConfig:
     {"rollout": {"sampler": "roar"}, "scoring": {"method": "exact"}, "ref_sync_every": 1,
      "eval_sampler": "low-confidence"},
     {"weighting": {"scheme": "grpo"}, "loss": {"objective": "diffu-grpo", "num_iterations": 2}},
-], ids=["demo", "ddo", "unbiased", "roar-exact", "diffu-grpo"])
+    {"weighting": {"scheme": "grpo"}, "loss": {"objective": "diffpo", "num_iterations": 2},
+     "rollout": {"sampler": "diffpo-eb"}, "eval_sampler_options": None},
+], ids=["demo", "ddo", "unbiased", "roar-exact", "diffu-grpo", "diffpo"])
 def test_two_steps_run_on_declared_members_only_and_match_the_plain_run(tmp_path, override):
     cfg = recipe(override)
     plain = build_components(cfg)

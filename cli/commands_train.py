@@ -20,9 +20,11 @@ from dmpo.cli import configfile, recipes
 # read: `--help` and config errors answer without them.
 
 
-def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
+def resolve_config(backend, task, model, config_file, sets, preset=None) -> TrainConfig:
     """Built-in model's recipe < the chosen backend's and task's recommended configs (plugins)
-    < --config file < --backend/--task/--model < --set (see :mod:`dmpo.cli.recipes`)."""
+    < --preset < --config file < --backend/--task/--model < --set (see :mod:`dmpo.cli.recipes`)."""
+    from dmpo_core.training.presets import preset as named_preset
+
     data: dict = {}
     file_data = configfile.read_yaml(config_file) if config_file else {}
     flags = {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v}
@@ -31,6 +33,7 @@ def resolve_config(backend, task, model, config_file, sets) -> TrainConfig:
     data = configfile.layer(data, recipe)
     for layer in recipes.plugin_layers(user, recipe):
         data = configfile.layer(data, layer)
+    data = configfile.layer(data, named_preset(preset) if preset else {})
     data = configfile.layer(data, file_data)
     data = configfile.layer(data, flags)
     data = configfile.drop_stale_options(data, configfile.apply_sets({}, sets))
@@ -83,6 +86,8 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
                    "shipped with dmpo (its tuned training config is used as the base config).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with config keys (see docs: total_steps, rollout.*, weighting.*, loss.*, optim.* ...).")
+@click.option("--preset", default=None,
+              help="Named config layered over the model's recipe: paper (the official DMPO code's update).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override one config key, e.g. --set optim.lr=1e-4 --set rollout.group_size=8 (repeatable).")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
@@ -90,7 +95,7 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its latest checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete a run already in --output-dir and start afresh.")
 @click.option("--quiet", is_flag=True, help="No progress bar; print one summary line per evaluation.")
-def train(backend, task, model, config_file, sets, output_dir, resume, overwrite, quiet) -> None:
+def train(backend, task, model, config_file, preset, sets, output_dir, resume, overwrite, quiet) -> None:
     """Fine-tune a diffusion LM with DMPO (or another registered weighting scheme/objective).
 
     Each step samples G completions for B prompts, scores them, estimates the
@@ -98,7 +103,7 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     reward-tilted target and takes num_iterations gradient steps of the weighted
     denoising cross-entropy. The whole config is checked before the model is loaded.
     """
-    cfg = resolve_config(backend, task, model, config_file, sets)
+    cfg = resolve_config(backend, task, model, config_file, sets, preset)
     out = Path(output_dir)
     from dmpo_core.training import train as run_training
     from dmpo_core.training.build import build_components, plan
@@ -117,7 +122,7 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
     click.echo(summarize(out))
     if last.get("stopped") in ("SIGINT", "SIGTERM"):
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps} by {last['stopped']}, checkpoint saved; "
-                   f"continue with: dmpo train {_resume_args(backend, task, model, config_file, sets, out)}",
+                   f"continue with: dmpo train {_resume_args(backend, task, model, config_file, sets, out, preset)}",
                    err=True)
         raise SystemExit(exit_code(last["stopped"]))
     if last.get("stopped") == "max_minutes":
@@ -126,10 +131,10 @@ def train(backend, task, model, config_file, sets, output_dir, resume, overwrite
                    f"--resume to finish (--set max_minutes=null lifts the budget)")
 
 
-def _resume_args(backend, task, model, config_file, sets, out: Path) -> str:
+def _resume_args(backend, task, model, config_file, sets, out: Path, preset=None) -> str:
     """The arguments that continue this run: the same options plus ``--resume``."""
     parts = [f"--{k} {shlex.quote(v)}" for k, v in (("backend", backend), ("task", task), ("model", model),
-                                                      ("config", config_file)) if v]
+                                                      ("config", config_file), ("preset", preset)) if v]
     parts += [f"--set {shlex.quote(s)}" for s in sets]
     return " ".join([*parts, f"--output-dir {shlex.quote(str(out))}", "--resume"])
 

@@ -81,9 +81,16 @@ class WdceObjective:
     """Use mask ratios ``0.1 + 0.9 t``."""
     negative_cap: float | None = None
     """Not in the paper: cap (nats per token) on the DCE of negatively weighted completions."""
+    loss_scale: float = 1.0
+    """Multiplies the loss, so the gradient before clipping (the ``paper`` preset's 0.25: the
+    official code's loss is a per-GPU sum without our 1/B, 0.25x ours in its released layout;
+    AdamW is invariant to the scale, the gradient-norm clip is not)."""
 
     def __attrs_post_init__(self) -> None:
         check_replicates(self.replicates, self.antithetic)
+        if isinstance(self.loss_scale, bool) or not isinstance(self.loss_scale, (int, float)) or not (
+                0 < self.loss_scale < float("inf")):
+            raise InvalidArgumentError("loss_scale", self.loss_scale, "pass a finite number > 0 (1 is ours, 0.25 the paper's)")
         if self.negative_cap is not None and not (isinstance(self.negative_cap, (int, float)) and self.negative_cap > 0):
             raise InvalidArgumentError("negative_cap", self.negative_cap, "pass a positive number of nats, or None")
 
@@ -130,4 +137,8 @@ class WdceObjective:
                 log_p_current=log_p_current.cpu(),
                 log_p_old=batch.log_p_old,
             ).advantages.to(token_logp.device)  # [N]
-        return wdce_loss(token_logp, masks, advantages, num_groups, negative_cap=self.negative_cap)
+        loss, stats = wdce_loss(token_logp, masks, advantages, num_groups, negative_cap=self.negative_cap)
+        if self.loss_scale != 1.0:  # the default leaves the loss untouched, bit for bit
+            loss = loss * self.loss_scale
+            stats = {**stats, "loss": float(loss.detach())}
+        return loss, stats

@@ -1,0 +1,268 @@
+"""DMPO vs diffu-GRPO vs DiFFPO on the built-in tasks, at equal rollouts and at equal wall time.
+
+    python bench/compare.py [--tasks sudoku countdown] [--methods dmpo dmpo-paper diffu-grpo diffpo]
+                            [--seeds 0 1 2] [--steps 1000] [--eval-every 50] [--eval-size 256]
+                            [--workers 1] [--out bench-results/compare]
+    python bench/compare.py --report bench-results/compare/results.json   # table and plots again
+
+Every run starts from the task's built-in base with its shipped recipe and changes only what
+the method is (a baseline is never handicapped: each method keeps its own paper's defaults
+where the recipe does not fix the scale of the run):
+
+  dmpo        the shipped recipe as is (dmpo-mean, alpha 0.04, WDCE, R=2, 1 gradient step per batch)
+  dmpo-paper  ``--preset paper`` (the official code's update: negative baseline, G=16, 8 gradient
+              steps per batch, R=4, clip 0.2 on a 0.25-scaled loss, ...) with B = 4 prompts so that
+              every method draws B*G = 64 rollouts per step
+  diffu-grpo  scheme grpo + objective diffu-grpo (d1's defaults: p_mask 0.15, clip 0.2, beta 0.04)
+  diffpo      scheme grpo + objective diffpo with the diffpo-eb sampler (the policy picks its
+              entropy budget); evaluated with its own greedy diffpo-eb sampler, the others with the
+              recipe's greedy low-confidence evaluation
+
+Equal rollouts: every method draws 64 rollouts per step, so step ``s`` of every method has seen
+the same number of completions. Equal wall time: per task, the budget ``T`` is the shortest
+mean training time (steps only, evaluations excluded) over the methods at the last step; each
+run's accuracy at ``T`` is its last evaluation whose cumulative training time is <= ``T``.
+Runs are interleaved (seed, task, method) so that a machine shared with other work slows every
+method alike; the wall-time figures are still only as good as the machine was quiet.
+
+Per run it also sweeps the eb (entropy budgets) and fast-dllm (thresholds) samplers on the
+trained model, and once per task on the base, for the accuracy-vs-NFE frontier
+(``dmpo frontier OUT/sweeps.jsonl`` prints and plots it).
+
+Writes ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
+``<task>-rollouts.png``, ``<task>-seconds.png``, ``<task>-nfe.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dmpo.backends import builtin
+from dmpo.cli import configfile
+
+TASKS = {"sudoku": "builtin:sudoku-tiny", "countdown": "builtin:countdown-tiny"}
+METHODS: dict[str, dict[str, Any]] = {
+    "dmpo": {},
+    "dmpo-paper": {"rollout": {"prompts_per_step": 4}},  # with the paper preset: 4 x 16 = 64 rollouts
+    "diffu-grpo": {"weighting": {"scheme": "grpo", "options": {}},
+                   "loss": {"objective": "diffu-grpo", "options": {}}},
+    "diffpo": {"weighting": {"scheme": "grpo", "options": {}}, "loss": {"objective": "diffpo", "options": {}},
+               "rollout": {"sampler": "diffpo-eb", "sampler_options": {}}, "eval_sampler_options": None},
+}
+PRESET = {"dmpo-paper": "paper"}
+SWEEP = [("eb", {"gamma": g}) for g in (0.01, 0.1, 0.5, 1.0, 2.0)] + [
+    ("fast-dllm", {"threshold": t}) for t in (0.5, 0.7, 0.9)]
+
+
+def method_config(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int):
+    """The task's recipe < the method's preset < its overrides < the run's scale (no time budget)."""
+    from dmpo_core.training import TrainConfig
+    from dmpo_core.training.presets import preset
+
+    data = builtin.recommended_config(TASKS[task])
+    if method in PRESET:
+        data = configfile.layer(data, preset(PRESET[method]))
+    for section, values in METHODS[method].items():  # a method's options replace the recipe's, never merge
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    data = configfile.layer(data, {"seed": seed, "total_steps": steps, "eval_every": eval_every,
+                                   "eval_size": eval_size, "eval_batch_size": eval_size, "save_every": 0,
+                                   "max_minutes": None})
+    return TrainConfig.from_dict(data, source=f"{task}/{method}")
+
+
+def sweep(policy: Any, task_obj: Any, cfg: Any, items: list, label: dict) -> list[dict]:
+    """Accuracy and mean NFE of the eb and fast-dllm samplers at several settings (greedy)."""
+    import torch
+
+    from dmpo_core.training.build import make_sampler
+    from dmpo_core.training.evaluate import evaluate
+
+    rc = cfg.rollout
+    out = []
+    for name, options in SWEEP:
+        sampler = make_sampler(name, {"gen_length": rc.gen_length, "block_length": rc.block_length,
+                                      "temperature": 0.0}, options, path="sweep")
+        metrics, _ = evaluate(policy, task_obj, sampler, items, batch_size=len(items), gen_length=rc.gen_length,
+                              generator=torch.Generator().manual_seed(0))
+        out.append({**label, "sampler": name, **options, "accuracy": metrics["accuracy"],
+                    "mean_nfe": metrics["mean_nfe"]})
+    return out
+
+
+def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int, out: Path,
+            base_sweep: bool) -> dict:
+    """Train one (task, method, seed); return its evaluations and sweeps."""
+    import torch
+
+    from dmpo_core.training import build, train
+
+    torch.set_num_threads(1)
+    cfg = method_config(task, method, seed, steps, eval_every, eval_size)
+    run_dir = out / "runs" / f"{task}-{method}-s{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    comp = build.build_components(cfg)
+    items = list(comp.task.test_items())[:eval_size]
+    sweeps = sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": "base"}) if base_sweep else []
+    t0 = time.perf_counter()
+    train(cfg, comp, run_dir)
+    wall = time.perf_counter() - t0
+    records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = 64
+    seconds, step_s, evals = 0.0, {}, []
+    for r in records:
+        if not r.get("eval") and "time/total" in r:
+            seconds += r["time/total"]
+            step_s[r["step"]] = seconds
+    for r in records:
+        if r.get("eval"):
+            evals.append({"step": r["step"], "rollouts": r["step"] * rows, "seconds": step_s.get(r["step"], 0.0),
+                          "accuracy": r["eval_accuracy"], "mean_nfe": r.get("eval_mean_nfe")})
+    sweeps += sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": method, "seed": seed})
+    return {"task": task, "method": method, "seed": seed, "steps": steps, "evals": evals, "wall_s": wall,
+            "train_s": seconds, "sweeps": sweeps}
+
+
+def _job(args: tuple) -> dict:
+    return run_one(*args)
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    m = statistics.mean(values)
+    return f"{100 * m:.1f}" if len(values) == 1 else f"{100 * m:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def at_seconds(run: dict, budget: float) -> float:
+    """Accuracy of the last evaluation whose cumulative training time is within ``budget``."""
+    within = [e for e in run["evals"] if e["seconds"] <= budget + 1e-9]
+    return within[-1]["accuracy"]
+
+
+def final(run: dict) -> float:
+    """The mean of the last two evaluations (one evaluation is noisy, FINDINGS.md)."""
+    last = run["evals"][-2:] if len(run["evals"]) > 2 else run["evals"][-1:]
+    return statistics.mean(e["accuracy"] for e in last)
+
+
+def table(results: list[dict]) -> str:
+    """One Markdown table per task: base, equal rollouts, equal wall time, per seed, cost."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        methods = list(dict.fromkeys(r["method"] for r in runs))
+        budget = min(statistics.mean(r["train_s"] for r in runs if r["method"] == m) for m in methods)
+        steps = runs[0]["steps"]
+        lines += [f"### {task} ({steps} steps x 64 rollouts; equal wall time T = {budget:.0f} s of training)", "",
+                  "| method | base % | final % (equal rollouts) | per seed | at T % (equal wall time) | per seed "
+                  "| s/step | eval NFE |", "|---|---|---|---|---|---|---|---|"]
+        for m in methods:
+            rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
+            fin = [final(r) for r in rs]
+            at_t = [at_seconds(r, budget) for r in rs]
+            nfe = statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs)
+            lines.append(f"| {m} | {mean_sd([r['evals'][0]['accuracy'] for r in rs])} | {mean_sd(fin)} | "
+                         f"{' / '.join(f'{100 * v:.1f}' for v in fin)} | {mean_sd(at_t)} | "
+                         f"{' / '.join(f'{100 * v:.1f}' for v in at_t)} | "
+                         f"{statistics.mean(r['train_s'] / r['steps'] for r in rs):.2f} | {nfe:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(results: list[dict], out: Path) -> None:
+    """Accuracy vs rollouts, vs training seconds, vs evaluation NFE (mean over seeds per point)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        for axis, label in (("rollouts", "rollouts"), ("seconds", "training seconds"), ("mean_nfe", "eval NFE")):
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            for m in dict.fromkeys(r["method"] for r in runs):
+                rs = [r for r in runs if r["method"] == m]
+                points = list(zip(*[[(e[axis] or 0, e["accuracy"]) for e in r["evals"]] for r in rs]))
+                xs = [statistics.mean(p[0] for p in pt) for pt in points]
+                ys = [100 * statistics.mean(p[1] for p in pt) for pt in points]
+                ax.plot(xs, ys, marker="o", label=m)
+            if axis == "mean_nfe":  # the samplers' frontier on the base and the trained models
+                sw = [s for r in runs for s in r["sweeps"]]
+                for model in dict.fromkeys(s["model"] for s in sw):
+                    pts = sorted((s["mean_nfe"], 100 * s["accuracy"]) for s in sw if s["model"] == model)
+                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.5, label=f"{model} sweep")
+            ax.set_xlabel(label)
+            ax.set_ylabel("held-out accuracy %")
+            ax.set_title(task)
+            ax.legend(fontsize=6)
+            fig.tight_layout()
+            fig.savefig(out / f"{task}-{'nfe' if axis == 'mean_nfe' else axis}.png", dpi=110)
+            plt.close(fig)
+
+
+def report(results: list[dict], out: Path) -> None:
+    text = table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    with open(out / "sweeps.jsonl", "w", encoding="utf-8") as fh:
+        for r in results:
+            for s in r["sweeps"]:
+                fh.write(json.dumps(s) + "\n")
+    plots(results, out)
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=1, help="runs in parallel (processes, one thread each)")
+    ap.add_argument("--out", type=Path, default=Path("bench-results/compare"))
+    ap.add_argument("--report", type=Path, metavar="RESULTS_JSON", help="train nothing: table and plots again")
+    args = ap.parse_args(argv)
+    if args.report:
+        report(json.loads(args.report.read_text()), args.report.parent)
+        return
+    jobs = []
+    for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike
+        for task in args.tasks:
+            for method in args.methods:
+                base_sweep = seed == args.seeds[0] and method == args.methods[0]
+                jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep))
+    results = []
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            for res in pool.imap(_job, jobs):
+                results.append(res)
+                print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} "
+                      f"({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)
+    else:
+        for job in jobs:
+            res = _job(job)
+            results.append(res)
+            print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
+                  file=sys.stderr, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    report(results, args.out)
+
+
+if __name__ == "__main__":
+    main()

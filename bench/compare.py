@@ -100,7 +100,7 @@ def sweep(policy: Any, task_obj: Any, cfg: Any, items: list, label: dict) -> lis
 
 
 def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int, out: Path,
-            base_sweep: bool) -> dict:
+            base_sweep: bool, trained_sweep: bool = True) -> dict:
     """Train one (task, method, seed); return its evaluations and sweeps."""
     import torch
 
@@ -128,7 +128,8 @@ def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval
         if r.get("eval"):
             evals.append({"step": r["step"], "rollouts": r["step"] * rows, "seconds": step_s.get(r["step"], 0.0),
                           "accuracy": r["eval_accuracy"], "mean_nfe": r.get("eval_mean_nfe")})
-    sweeps += sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": method, "seed": seed})
+    if trained_sweep:
+        sweeps += sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": method, "seed": seed})
     return {"task": task, "method": method, "seed": seed, "steps": steps, "evals": evals, "wall_s": wall,
             "train_s": seconds, "sweeps": sweeps}
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--no-sweep", action="store_true", help="skip the eb/fast-dllm sweeps (base and trained models)")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel (processes, one thread each)")
     ap.add_argument("--out", type=Path, default=Path("bench-results/compare"))
     ap.add_argument("--report", type=Path, metavar="RESULTS_JSON", help="train nothing: table and plots again")
@@ -242,8 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike
         for task in args.tasks:
             for method in args.methods:
-                base_sweep = seed == args.seeds[0] and method == args.methods[0]
-                jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep))
+                base_sweep = seed == args.seeds[0] and method == args.methods[0] and not args.no_sweep
+                jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep,
+                             not args.no_sweep))
     results = []
     if args.workers > 1:
         import multiprocessing as mp

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import torch
 
-from dmpo_core.data import RolloutBatch, WeightOutput
+from dmpo_core.data import RolloutBatch
 from dmpo_core.errors import ConfigError
 from dmpo_core.objective.diffpo import (
     DiffpoObjective,

@@ -152,7 +152,7 @@ def at_seconds(run: dict, budget: float) -> float:
 
 
 def final(run: dict) -> float:
-    """The mean of the last two evaluations (one evaluation is noisy, FINDINGS.md)."""
+    """The mean of the last two evaluations (one evaluation is noisy, docs/results.md)."""
     last = run["evals"][-2:] if len(run["evals"]) > 2 else run["evals"][-1:]
     return statistics.mean(e["accuracy"] for e in last)
 

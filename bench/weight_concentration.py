@@ -2,7 +2,7 @@
 
     python bench/weight_concentration.py [--model builtin:sudoku-tiny] [--batches 4] [--alphas 0.04 0.1 0.5 1]
 
-FINDINGS.md's prototype suggested that at alpha 0.04 DMPO's loss is close to "cross-entropy of
+The earlier prototype (docs/results.md) suggested that at alpha 0.04 DMPO's loss is close to "cross-entropy of
 the best sample (minus that of the worst)". This measures it directly, with no training: it
 draws rollout batches from the base with the shipped recipe's sampler (B=8 prompts x G=8,
 temperature 1), scores them, and, at the first step (the reference IS the rollout policy, so

@@ -2,7 +2,7 @@
 correction toward the sampler's true policy, and the jointly trained threshold action.
 
 The paper's full text was not available when this was written; what follows is this
-module's reading of its abstract and of ALGORITHM.md section 6, written down so that it can
+module's reading of its abstract and of docs/concepts.md section 6, written down so that it can
 be checked and corrected (docs/baselines.md lists the same points).
 
 Letters: ``N`` rows (``B*G``), ``P`` prompt length, ``L`` completion length, ``I`` gradient

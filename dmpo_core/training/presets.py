@@ -1,7 +1,7 @@
 """Named config presets: partial training configs layered over a model's recipe.
 
 ``paper`` reproduces the EFFECTIVE update of the official DMPO code in its released
-configuration (ALGORITHM.md section 7), not only its numbers. The official loss is a per-GPU
+configuration (docs/concepts.md section 7), not only its numbers. The official loss is a per-GPU
 sum without our ``1/B``, which in its released layout is 0.25x our loss (measured on the
 same inputs; the weights, advantages and WDCE otherwise agree to 1e-7). AdamW does not see
 the scale of the loss, but the gradient-norm clip does: its clip 0.2 acts on a gradient 0.25x

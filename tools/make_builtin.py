@@ -115,6 +115,18 @@ def copy_rate(policy, task, sampler, items) -> float:
     return hit / max(total, 1)
 
 
+def publish(staging: Path, output: Path, record: dict) -> None:
+    """Write ``record`` as ``BUILD.json`` beside the staged model, then replace ``output`` with it.
+
+    Shared by every built-in model's build command, so a failed build never leaves half a model.
+    """
+    (staging / "BUILD.json").write_text(json.dumps(record, indent=2))
+    if output.exists():
+        shutil.rmtree(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(staging, output)
+
+
 def build(output: Path, *, seed: int, blank_weight: float, target: float, max_steps: int, lr: float,
           batch_size: int, eval_every: int, eval_size: int, rope_theta: float = ROPE_THETA,
           positions: str = ABSOLUTE) -> dict:
@@ -173,11 +185,7 @@ def build(output: Path, *, seed: int, blank_weight: float, target: float, max_st
             "steps": step, "seconds": round(seconds, 1), "history": history,
             "command": "python tools/make_builtin.py",
         }
-        (staging / "BUILD.json").write_text(json.dumps(record, indent=2))
-        if output.exists():
-            shutil.rmtree(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(staging, output)
+        publish(staging, output, record)
         return record
     finally:
         shutil.rmtree(work, ignore_errors=True)

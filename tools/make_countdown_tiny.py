@@ -34,7 +34,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_builtin import ABSOLUTE_ROWS, ROPE_THETA, sft_loss  # noqa: E402  (the sudoku builder's SFT loss)
+from make_builtin import ABSOLUTE_ROWS, ROPE_THETA, publish, sft_loss  # noqa: E402  (the sudoku builder's pieces)
 
 from dmpo_core.samplers import LowConfidenceSampler  # noqa: E402
 from dmpo_core.training.evaluate import evaluate  # noqa: E402
@@ -130,11 +130,7 @@ def build(output: Path, *, seed: int, target: float, max_steps: int, lr: float, 
         record = {"name": NAME, "seed": seed, "target": target, "lr": lr, "batch_size": batch_size,
                   "eval_every": eval_every, "eval_size": eval_size, "task_options": TASK_OPTIONS, "steps": step,
                   "seconds": round(seconds, 1), "history": history, "command": "python tools/make_countdown_tiny.py"}
-        (staging / "BUILD.json").write_text(json.dumps(record, indent=2))
-        if output.exists():
-            shutil.rmtree(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(staging, output)
+        publish(staging, output, record)
         return record
     finally:
         shutil.rmtree(work, ignore_errors=True)

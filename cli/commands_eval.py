@@ -201,8 +201,9 @@ def eval_cmd(task, model, gen_length, block_length, protocol, steps, temperature
 @click.argument("prompt")
 @click.option("--model", required=True, help="Checkpoint folder, LoRA adapter folder, hub id, or builtin:NAME.")
 @sampling_options
-@click.option("--chat/--no-chat", default=True, show_default=True,
-              help="Wrap the prompt in the tokenizer's chat template when it has one.")
+@click.option("--chat/--no-chat", default=None,
+              help="Wrap the prompt in the tokenizer's chat template when it has one (default: as the recipe's "
+                   "prompt style says: not for `compact`, else yes).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def generate(prompt, model, gen_length, block_length, protocol, steps, temperature, remasking, sampler, sampler_sets,
              backend, adapter, backend_sets, chat, seed) -> None:
@@ -221,7 +222,7 @@ def generate(prompt, model, gen_length, block_length, protocol, steps, temperatu
                          path="--backend-option")
     tok = policy.tokenizer
     text = prompt
-    if chat and getattr(tok, "chat_template", None):
+    if model_choice.wants_chat(choice, chat) and getattr(tok, "chat_template", None):
         text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
     ids, mask = encode_prompts(tok, [text], policy.pad_id)  # [1, P]
     with torch.no_grad():

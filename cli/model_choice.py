@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 
 from dmpo_core.errors import InvalidArgumentError
 from dmpo_core.training.recipe import RECIPE_FILE, Recipe, RunSettings, apply_recipe, read_recipe
@@ -90,3 +91,16 @@ def backend_options(choice: ModelChoice, given: Mapping[str, Any]) -> dict[str, 
     if choice.adapter is not None:
         out.setdefault("adapter", choice.adapter)
     return out
+
+
+def wants_chat(choice: ModelChoice, chat: bool | None) -> bool:
+    """Whether ``dmpo generate`` wraps its prompt in the chat template: ``--chat/--no-chat``
+    when given (saying in one line when it contradicts the recipe), else the recipe's prompt
+    style (``compact`` prompts were trained without the template; no recipe: the template)."""
+    style = choice.recipe.prompt_style if choice.recipe is not None else None
+    if chat is None:
+        return style != "compact"
+    if style is not None and chat != (style != "compact"):
+        click.echo(f"--{'' if chat else 'no-'}chat differs from the recipe in {choice.recipe_source} "
+                   f"(prompt_style={style})", err=True)
+    return chat

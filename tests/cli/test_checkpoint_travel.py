@@ -100,6 +100,17 @@ def test_generate_from_a_checkpoint_uses_its_lengths(policy_dir):
     assert len(result.stdout.strip()) == 16
 
 
+def test_generate_takes_the_prompt_style_from_the_recipe(policy_dir):
+    # the run trained on compact prompts: no chat template unless asked, and asking says so in one line
+    plain = run("generate", "--model", str(policy_dir), "--no-chat", "3102200002100320=")
+    default = run("generate", "--model", str(policy_dir), "3102200002100320=")
+    assert default.exit_code == 0 and default.stdout == plain.stdout and "chat" not in default.stderr
+    wrapped = run("generate", "--model", str(policy_dir), "--chat", "3102200002100320=")
+    assert wrapped.exit_code == 0, wrapped.output
+    assert wrapped.stderr.strip().splitlines() == [
+        f"--chat differs from the recipe in {policy_dir / RECIPE_FILE} (prompt_style=compact)"]
+
+
 def test_export_to_the_original_layout_keeps_the_recipe_and_hf_is_refused_for_absolute_positions(policy_dir,
                                                                                                    tmp_path):
     result = run("export", str(policy_dir), "--format", "original", "--output", str(tmp_path / "copy"))

@@ -64,12 +64,12 @@ def cli() -> None:
 
 
 def _add_builtin_commands() -> None:
-    from dmpo.cli import (commands_eval, commands_export, commands_frontier, commands_new_plugin, commands_plot,
-                          commands_plugins, commands_train)
+    from dmpo.cli import (commands_eval, commands_export, commands_frontier, commands_lm_eval, commands_new_plugin,
+                          commands_plot, commands_plugins, commands_train)
 
     for command in (commands_plugins.plugins, commands_train.train, commands_eval.eval_cmd,
                     commands_eval.generate, commands_export.export, commands_plot.plot, commands_new_plugin.new_plugin,
-                    commands_frontier.frontier):
+                    commands_frontier.frontier, commands_lm_eval.lm_eval_cmd):
         cli.add_command(command)
 
 

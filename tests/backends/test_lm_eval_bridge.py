@@ -91,6 +91,29 @@ metric_list:
     from lm_eval.tasks import TaskManager
 
     results = simple_evaluate(model=lm, tasks=["dmpo_sums", "dmpo_sums_gen"],
-                              task_manager=TaskManager(include_path=str(tmp_path)), limit=3)
+                              task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False), limit=3)
     assert 0.0 <= results["results"]["dmpo_sums"]["acc,none"] <= 1.0
     assert 0.0 <= results["results"]["dmpo_sums_gen"]["exact_match,none"] <= 1.0
+
+
+#: Runs `dmpo lm-eval ARGS` in a fresh interpreter (where nothing has imported the bridge yet), with
+#: lm-eval's own entry point replaced by one that prints the arguments and the model `dmpo` it finds.
+_LM_EVAL_PROBE = """
+import json, sys
+import lm_eval.__main__ as harness
+from lm_eval.api.registry import get_model
+harness.cli_evaluate = lambda: print(json.dumps([sys.argv, get_model("dmpo").__name__]))
+from dmpo.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_dmpo_lm_eval_hands_its_arguments_to_lm_eval_with_the_model_registered():
+    import subprocess
+    import sys
+
+    args = ["run", "--model", "dmpo", "--model_args", "model=x,steps=4", "--tasks", "t", "--limit", "2"]
+    out = subprocess.run([sys.executable, "-c", _LM_EVAL_PROBE, "lm-eval", *args], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["lm-eval", *args], "DmpoLM"]

@@ -291,3 +291,12 @@ def test_naming_another_component_drops_the_options_written_for_the_old_one(tmp_
     kept = resolve_config(None, None, None, None, ("weighting.options.alpha=0.5",))
     assert kept.weighting.scheme == "dmpo-mean" and kept.weighting.options == {"alpha": 0.5}
     assert kept.task_options == {"prompt_style": "compact", "fixed_givens": True}
+
+
+def test_lm_eval_without_the_extra_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lm_eval.__main__", None)  # an import of it fails as if not installed
+    result = CliRunner().invoke(cli_main.cli, ["lm-eval", "run", "--tasks", "x"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: lm-eval: is not installed; pip install 'dllm-dmpo[lm-eval]'"

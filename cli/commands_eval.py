@@ -39,7 +39,7 @@ def _settings(model, adapter, task, gen_length, block_length, steps, sampler, re
            if value is not None and value < 1]
     if bad:
         raise ConfigError(bad, source="sampling options")
-    choice = model_choice.choose_model(model, adapter)
+    choice = model_choice.choose_model(model, adapter, backend=backend, task=task)
     sampler_options = _options(sampler_sets)
     if remasking:
         sampler_options["remasking"] = remasking

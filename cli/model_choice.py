@@ -35,8 +35,13 @@ class ModelChoice:
     """Where the recipe came from, for the mismatch line."""
 
 
-def choose_model(model: str, adapter: str | None = None) -> ModelChoice:
+def choose_model(model: str, adapter: str | None = None, *, backend: str | None = None,
+                 task: str | None = None) -> ModelChoice:
     """Resolve ``--model`` (and ``--adapter``) into the base model, the adapter and the recipe.
+
+    The recipe is the adapter's, else the model's (a built-in model's shipped config, a
+    checkpoint's ``dmpo_recipe.json``), else the recommended configs that a plugin ``backend``
+    registered for the model and a plugin ``task`` for itself (as ``dmpo train`` layers them).
 
     Raises:
         InvalidArgumentError: an adapter folder given as ``--model`` that names no base model,
@@ -63,7 +68,27 @@ def choose_model(model: str, adapter: str | None = None) -> ModelChoice:
         if recipe is not None:
             where = f"{model}'s shipped config" if builtin.is_builtin(str(source)) else f"{source}/{RECIPE_FILE}"
             return ModelChoice(model=model, adapter=adapter, recipe=recipe, recipe_source=where)
+    recommended = plugin_recipe(model, backend=backend, task=task)
+    if recommended is not None:
+        return ModelChoice(model=model, adapter=adapter, recipe=recommended,
+                           recipe_source=f"{backend or task}'s recommended config")
     return ModelChoice(model=model, adapter=adapter, recipe=None, recipe_source="")
+
+
+def plugin_recipe(model: str, *, backend: str | None, task: str | None) -> Recipe | None:
+    """The recipe of the recommended configs a plugin backend (for ``model``) and a plugin task
+    registered (None when neither did; no plugin is loaded for dmpo's own backend and task)."""
+    from dmpo.cli import configfile, recipes
+    from dmpo_core.training.config import TrainConfig
+
+    user = {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v}
+    layers = recipes.plugin_layers(user, {})
+    if not layers:
+        return None
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = configfile.layer(data, layer)
+    return Recipe.from_config(TrainConfig.from_dict(configfile.layer(data, user), source="recommended config"))
 
 
 def settings_for(

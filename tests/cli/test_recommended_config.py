@@ -102,3 +102,18 @@ def test_a_recommended_config_must_be_a_mapping_or_a_function():
                            entry_points=False).get("backend", "bad-fn")
     with pytest.raises(InvalidArgumentError, match="recommended_config"):
         entry.recommended("m")
+
+
+def test_eval_and_generate_run_a_plugin_model_with_its_recommended_config(with_plugin):
+    from dmpo.cli.model_choice import choose_model, settings_for
+
+    choice = choose_model("folder-big", backend="rc-backend", task="rc-task")
+    assert choice.recipe is not None and choice.recipe_source == "rc-backend's recommended config"
+    common = dict(task="rc-task", backend=None, block_length=None, sampler=None, sampler_options={}, task_options={},
+                  task_accepts={"length"}.__contains__)
+    run = settings_for(choice, gen_length=None, steps=None, **common)
+    assert (run.backend, run.gen_length, run.block_length, run.steps) == ("rc-backend", 64, 32, 32)
+    assert run.task_options == {"length": 6} and run.note is None
+    mine = settings_for(choice, gen_length=32, steps=None, **common)  # an explicit option wins, and is said
+    assert mine.gen_length == 32 and "rc-backend's recommended config" in mine.note
+    assert choose_model("folder").recipe is None  # dmpo's own backend and task: no plugin consulted

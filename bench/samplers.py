@@ -25,6 +25,7 @@ The configurations are :data:`CONFIGS`; ``bench/gpu_samplers.py`` runs the same 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
@@ -169,8 +170,9 @@ def print_accuracy(rows: list[dict[str, Any]]) -> None:
 
 
 def random_llada(hidden: int, layers: int, heads: int, vocab: int, *, device: torch.device, dtype: torch.dtype,
-                 seed: int = 0, mlp: int | None = None) -> Any:
-    """A random LLaDA-layout policy (stock ``LlamaForCausalLM(is_causal=False)``) built in memory."""
+                 seed: int = 0, mlp: int | None = None, reference: bool = False) -> Any:
+    """A random LLaDA-layout policy (stock ``LlamaForCausalLM(is_causal=False)``) built in memory;
+    ``reference``: with a frozen copy as its reference (what a training step needs)."""
     from dmpo.backends.hf_checkpoint import SpecialIds
     from dmpo.backends.hf_policy import HFBackendOptions, HFPolicy, LoadedFrom
     from dmpo.backends.llada import LLADA
@@ -185,9 +187,10 @@ def random_llada(hidden: int, layers: int, heads: int, vocab: int, *, device: to
     model.train(False)
     mask_id = vocab - 1
     ids = SpecialIds(mask=mask_id, eos=vocab - 2, pad=vocab - 2, eot=None, bos=None)
+    ref = copy.deepcopy(model).requires_grad_(False).train(False) if reference else None
     return HFPolicy(model=model, tokenizer=None, family=LLADA, ids=ids, options=HFBackendOptions(),
                     source=LoadedFrom(model="random", folder=Path("."), format="converted", raw_config=raw),
-                    reference_model=None)
+                    reference_model=ref)
 
 
 def main(argv: list[str] | None = None) -> int:

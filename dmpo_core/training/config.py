@@ -123,6 +123,35 @@ class OptimConfig:
     """Decay after warm-up."""
 
 
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+"""The compute precisions a stage may run in (``precision.*``)."""
+
+
+@attrs.frozen(kw_only=True)
+class PrecisionConfig:
+    """Compute precision of each stage of a step: ``float32``, or ``bfloat16`` autocast.
+
+    ``bfloat16`` runs the stage's forwards under ``torch.autocast`` (on the policy's device,
+    CPU or GPU): matrix products in bf16, reductions and the weights themselves in float32,
+    so the optimizer keeps float32 master weights and float32 state. This differs from
+    ``backend_options.dtype=bfloat16``, which stores the weights (and AdamW's) in bf16.
+    Per stage, because the speed-up depends on the model: on a small model autocast's casts
+    can cost more than they save (``bench/precision.py`` measures both, docs/precision.md).
+    ``float32`` (the default) runs no autocast at all: results are those of a run without
+    this section."""
+
+    rollout: str = attrs.field(default="float32", validator=one_of(*PRECISIONS))
+    """The sampler's forwards of the training rollouts."""
+    logp: str = attrs.field(default="float32", validator=one_of(*PRECISIONS))
+    """The log-likelihood estimates of the rollouts under the rollout and reference policies
+    (ELBO or exact replay) and the objective's own rollout-time forwards (``prepare``)."""
+    loss: str = attrs.field(default="float32", validator=one_of(*PRECISIONS))
+    """The objective's forward at each gradient step (the backward follows the forward's dtypes)."""
+    evaluation: str = attrs.field(default="float32", validator=one_of(*PRECISIONS))
+    """The held-out evaluations' decodes (kept apart from ``rollout`` so that accuracy can be
+    measured in float32 while rollouts run in bf16)."""
+
+
 def _layouts_valid(_inst: Any, _attr: attrs.Attribute, value: list[str]) -> None:
     """``checkpoint_layouts``: a non-empty list of distinct names among ``original`` and ``hf``."""
     if not value or len(set(value)) != len(value) or not set(value) <= {"original", "hf"}:
@@ -193,6 +222,8 @@ class TrainConfig:
     """The objective and the reuse of each rollout batch."""
     optim: OptimConfig = attrs.field(factory=OptimConfig)
     """The optimizer and its schedule."""
+    precision: PrecisionConfig = attrs.field(factory=PrecisionConfig)
+    """Compute precision (float32 or bf16 autocast) of rollout, log-probs, loss and evaluation."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str = "config") -> TrainConfig:

@@ -30,6 +30,7 @@ from dmpo_core.training import checkpoint as ckpt
 from dmpo_core.training.budget import TimeBudget
 from dmpo_core.training.config import TrainConfig
 from dmpo_core.training.evaluate import evaluate
+from dmpo_core.training.precision import stage_precision
 from dmpo_core.training.recipe import Recipe, checkpoint_layouts
 from dmpo_core.training.rollout import (
     decode_completions,
@@ -238,10 +239,11 @@ def train(
         # rollout: G completions per prompt with the current policy
         policy.train(False)
         items = batch_items(train_set, step, rc.prompts_per_step, cfg.seed)
-        samples = sample_group_batch(
-            policy, comp.sampler, task, items, group_size=rc.group_size, gen_length=rc.gen_length,
-            batch_rows=rc.batch_rows, generator=gen,
-        )  # rows [B*G]
+        with stage_precision(cfg.precision.rollout, policy.device):
+            samples = sample_group_batch(
+                policy, comp.sampler, task, items, group_size=rc.group_size, gen_length=rc.gen_length,
+                batch_rows=rc.batch_rows, generator=gen,
+            )  # rows [B*G]
         times["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
 
         # rewards
@@ -265,20 +267,22 @@ def train(
         ref_is_rollout = counters.last_sync_step == step
         skip_logp = ref_is_rollout and LOG_P_OLD not in needs
         if needs & {LOG_RND, LOG_P_OLD} and not skip_logp:
-            if use_exact_logp(cfg.scoring.method, samples):
-                log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
-            else:
-                log_old, log_ref = estimate_log_likelihoods(
-                    policy, batch, replicates=cfg.scoring.replicates, antithetic=cfg.scoring.antithetic,
-                    generator=gen, chunk_rows=rc.batch_rows,
-                )  # [B*G], [B*G]
+            with stage_precision(cfg.precision.logp, policy.device):
+                if use_exact_logp(cfg.scoring.method, samples):
+                    log_old, log_ref = exact_log_likelihoods(policy, samples, eligible, chunk_rows=rc.batch_rows)
+                else:
+                    log_old, log_ref = estimate_log_likelihoods(
+                        policy, batch, replicates=cfg.scoring.replicates, antithetic=cfg.scoring.antithetic,
+                        generator=gen, chunk_rows=rc.batch_rows,
+                    )  # [B*G], [B*G]
             batch = attrs.evolve(batch, log_p_old=log_old, log_p_ref=log_ref)
         if TRAJECTORY in needs:  # the sampler's record (decoding order, token log-probs, its own records)
             if samples.token_logp is None or samples.commit_step is None:
                 raise TrainingError("the objective needs the sampler's trajectory; use a sampler whose "
                                     "returns_logp is true (e.g. diffpo-eb, roar)")
             batch = attrs.evolve(batch, extras=samples.trajectory())
-        with torch.no_grad():  # the objective's own rollout-time data (old/reference per-token log-probs ...)
+        with torch.no_grad(), stage_precision(cfg.precision.logp, policy.device):  # the objective's own
+            # rollout-time data (old/reference per-token log-probs ...)
             extras = comp.objective.prepare(policy, batch, num_iterations=cfg.loss.num_iterations, generator=gen)
         if extras:
             batch = attrs.evolve(batch, extras={**batch.extras, **extras})
@@ -303,10 +307,11 @@ def train(
             for start in range(0, batch.num_groups, chunk):
                 sub, subw = slice_groups(batch, weights, start, min(start + chunk, batch.num_groups))
                 t0 = time.perf_counter()
-                loss, lstats = comp.objective(
-                    policy, sub, subw, num_groups=batch.num_groups, iteration=iteration, weighting=comp.weighting,
-                    generator=gen,
-                )
+                with stage_precision(cfg.precision.loss, policy.device):  # forward only; backward follows its dtypes
+                    loss, lstats = comp.objective(
+                        policy, sub, subw, num_groups=batch.num_groups, iteration=iteration, weighting=comp.weighting,
+                        generator=gen,
+                    )
                 finite = finite and bool(torch.isfinite(loss.detach()))
                 if not finite:
                     break
@@ -379,10 +384,11 @@ def _run_eval(cfg: TrainConfig, comp: Components, items: list, step: int, log: M
               cb: StepCallback | None) -> float:
     """Evaluate on the held-out ``items``, log the record; return the seconds it took."""
     seed = cfg.seed + 7919
-    metrics, _records = evaluate(
-        comp.policy, comp.task, comp.eval_sampler, items, batch_size=cfg.eval_batch_size,
-        gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(seed),
-    )
+    with stage_precision(cfg.precision.evaluation, comp.policy.device):
+        metrics, _records = evaluate(
+            comp.policy, comp.task, comp.eval_sampler, items, batch_size=cfg.eval_batch_size,
+            gen_length=cfg.rollout.gen_length, generator=torch.Generator().manual_seed(seed),
+        )
     protocol = evaluation_protocol(
         task_name=cfg.task, task=comp.task, sampler_name=cfg.eval_sampler or cfg.rollout.sampler,
         sampler=comp.eval_sampler, gen_length=cfg.rollout.gen_length, items=items, seed=seed,

@@ -2,8 +2,9 @@
 
 :class:`PolicyLogits` is what ``HFPolicy.logits`` returns: the policy's logits function
 (:class:`~dmpo_core.contracts.LogitsFn`), which can also open a :class:`HFKVCache`
-(:class:`~dmpo_core.contracts.CachingLogitsFn`). The cache is transformers' own
-``StaticCache`` on the stock model, sized to the whole sequence ``S``: each forward rewinds
+(:class:`~dmpo_core.contracts.CachingLogitsFn`) and run one forward under a custom attention
+pattern (:class:`~dmpo_core.contracts.MaskedLogitsFn`, for WINO's shadow block). The cache is
+transformers' own ``StaticCache`` on the stock model, sized to the whole sequence ``S``: each forward rewinds
 every layer's write position to the start of its window, so the window's keys and values
 overwrite their own slots while attention reads all ``S`` slots (the window's fresh ones and
 the cached rest) under the 2-D padding mask. A prefix-cache step is the window ``[block
@@ -84,6 +85,24 @@ class HFKVCache:
                 logits = shift_logits(logits, self.mask[:, :b])  # [N, K, V]
         return logits
 
+    @torch.no_grad()
+    def select(self, rows: torch.Tensor) -> HFKVCache:
+        """A cache of ``rows [R]`` only: a new ``StaticCache`` holding copies of their keys and values."""
+        from transformers import StaticCache
+
+        idx = rows.to(device=self.mask.device, dtype=torch.long)  # [R]
+        out = HFKVCache.__new__(HFKVCache)
+        out.model, out.shift, out.length, out.filled = self.model, self.shift, self.length, self.filled
+        out.mask, out.position_ids = self.mask[idx], self.position_ids[idx]  # [R, S] each
+        out.cache = StaticCache(config=self.model.config, max_cache_len=self.length)
+        for old, new in zip(self.cache.layers, out.cache.layers, strict=True):
+            if getattr(old, "is_initialized", False):
+                keys, values = old.keys[idx], old.values[idx]  # [R, H, S, E] each
+                new.lazy_initialization(keys, values)  # allocates [R, H, S, E] buffers
+                new.keys.copy_(keys)
+                new.values.copy_(values)
+        return out
+
 
 class PolicyLogits:
     """A policy's logits function (``policy.logits``) that can also open a :class:`HFKVCache`.
@@ -100,6 +119,28 @@ class PolicyLogits:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, last: int | None = None) -> torch.Tensor:
         """Logits ``[N, S or last, V]`` of ``input_ids [N, S]``; logits at i predict token i."""
         return self._policy.current_logits(input_ids, attention_mask, last=last)
+
+    def masked_logits(self, input_ids: torch.Tensor, attention: torch.Tensor, position_ids: torch.Tensor,
+                      keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, K', V]`` at ``keep [K']`` of ``input_ids [N, T]`` under the attention pattern
+        ``attention [N, T, T]`` (bool, query x key) with ``position_ids [N, T]``; transformers takes
+        a 4-D mask ``[N, 1, T, T]`` as given (a :class:`~dmpo_core.contracts.MaskedLogitsFn`).
+
+        Raises:
+            InvalidArgumentError: the family's logits are shifted (Dream): a custom pattern has no
+                left neighbour to take a position's logits from.
+        """
+        policy = self._policy
+        if policy.family.shift_logits:
+            raise InvalidArgumentError("logits_fn", policy.family.name, "its logits are shifted (position i from the "
+                                       "hidden state left of it), which a custom attention pattern cannot express; "
+                                       "use a sampler without a shadow block (fast-dllm, eb)")
+        device = policy.device
+        out = policy.model(input_ids=input_ids.to(device=device, dtype=torch.long),
+                           attention_mask=attention.to(device=device, dtype=torch.bool)[:, None],
+                           position_ids=position_ids.to(device=device, dtype=torch.long), use_cache=False,
+                           logits_to_keep=keep.to(device=device, dtype=torch.long))
+        return out.logits  # [N, K', V]
 
     def open_cache(self, attention_mask: torch.Tensor) -> HFKVCache:
         """An empty KV cache for sequences with ``attention_mask [N, S]`` (0 on left padding)."""

@@ -68,6 +68,14 @@ class KVCache(Protocol):
         """
         ...
 
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """A cache of the rows ``rows [R]`` (sorted indices into this cache's batch), holding their
+        keys and values as they are now; later forwards of it take ``input_ids [R, S]``. What lets
+        a decoding loop stop running the rows that have finished (per-row early exit). This
+        cache is left unchanged.
+        """
+        ...
+
 
 @runtime_checkable
 class CachingLogitsFn(LogitsFn, Protocol):
@@ -75,6 +83,26 @@ class CachingLogitsFn(LogitsFn, Protocol):
 
     def open_cache(self, attention_mask: torch.Tensor) -> KVCache:
         """An empty cache for sequences with ``attention_mask [N, S]`` (0 on left padding)."""
+        ...
+
+
+@runtime_checkable
+class MaskedLogitsFn(LogitsFn, Protocol):
+    """A :class:`LogitsFn` that also runs one forward under a custom attention pattern.
+
+    What WINO's verification runs on: a "shadow" copy of the block, added to the sequence,
+    whose positions attend to the sequence but not to their own counterparts, while the
+    sequence does not attend to the shadow. A backend whose logits are shifted (position i's
+    logits come from the hidden state of the position left of it, Dream) cannot offer it: a
+    custom pattern has no "left neighbour"; it raises ``InvalidArgumentError``.
+    """
+
+    def masked_logits(self, input_ids: torch.Tensor, attention: torch.Tensor, position_ids: torch.Tensor,
+                      keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, K', V]`` at the positions ``keep [K']`` of ``input_ids [N, T]``, where query
+        ``q`` attends key ``k`` iff ``attention [N, T, T][n, q, k]`` (bool) and position ``t`` has
+        the position id ``position_ids [N, T][n, t]``. Every query must attend at least one key.
+        Logits at t predict the token at t."""
         ...
 
 

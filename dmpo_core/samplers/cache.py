@@ -58,9 +58,12 @@ class BlockLogits:
 
     ``x [N, S]`` is the decoding state, read at every call (the loop writes its commits into
     it); ``attn [N, S]`` is 0 on left padding. Call :meth:`begin` at each block, then call the
-    object once per step. ``cache="none"`` runs the full forward of :func:`full_logits` and
-    may run only some ``rows`` (finished rows cost nothing); the cached modes always run every
-    row (the cache holds the whole batch).
+    object once per step. A call may run only some ``rows`` (finished rows cost nothing):
+    ``cache="none"`` runs the full forward of :func:`full_logits` on them; a cached mode
+    narrows its cache to them (:meth:`~dmpo_core.contracts.KVCache.select`, a copy of their
+    keys and values) and keeps it narrowed while the rows it runs only shrink, as they do
+    within a block. Each block's first step recomputes the whole sequence, so :meth:`begin`
+    goes back to the cache of the whole batch.
     """
 
     def __init__(
@@ -90,24 +93,34 @@ class BlockLogits:
                     "cache", cache, "this model's logits function keeps no KV cache (no open_cache); use cache=none"
                 )
             self.kv = logits_fn.open_cache(attn)
+        self.whole = self.kv  # the cache of every row
+        self.kv_rows: torch.Tensor | None = None  # [R] rows of self.kv (None: every row)
         self.lo, self.hi, self.fresh = 0, 0, True
-
-    @property
-    def row_subsets(self) -> bool:
-        """Whether a call may run only some rows (only without a cache)."""
-        return self.kv is None
 
     def begin(self, lo: int, hi: int) -> None:
         """Start the block of completion positions ``[lo, hi)``: its first step runs in full."""
         self.lo, self.hi, self.fresh = lo, hi, True
+        self.kv, self.kv_rows = self.whole, None
+
+    def _narrow(self, rows: torch.Tensor | None) -> None:
+        """Make ``self.kv`` the cache of exactly ``rows`` (a subset of the rows it holds)."""
+        if rows is None:
+            if self.kv_rows is not None:
+                raise InvalidArgumentError("rows", None, "the rows run only shrink within a block; call begin() first")
+            return
+        if self.kv_rows is not None and torch.equal(rows, self.kv_rows):
+            return
+        assert self.kv is not None
+        local = rows if self.kv_rows is None else torch.searchsorted(self.kv_rows, rows)  # [R] into self.kv
+        self.kv, self.kv_rows = self.kv.select(local), rows
 
     def __call__(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[N, K, V]`` of the block (``[R, K, V]`` of ``rows [R]`` when given, uncached only)."""
+        """Logits ``[N, K, V]`` of the block (``[R, K, V]`` of the sorted ``rows [R]`` when given)."""
         if self.kv is None:
             x, attn = (self.x, self.attn) if rows is None else (self.x[rows], self.attn[rows])
             return full_logits(self.logits_fn, x, attn, self.gen_length, self.mask_id)[:, self.lo : self.hi]
-        if rows is not None:
-            raise InvalidArgumentError("rows", "a subset", "a KV cache runs every row; pass rows=None")
+        self._narrow(rows)
+        x = self.x if rows is None else self.x[rows]  # [R, S]
         s = self.x.shape[1]
         a, b = self.prompt_len + self.lo, self.prompt_len + self.hi  # sequence coordinates of the block
         if self.fresh or self.mode == "refresh":
@@ -117,5 +130,5 @@ class BlockLogits:
         else:  # dual
             start, stop = a, b
         self.fresh = False
-        logits = self.kv.forward(self.x, start=start, stop=stop, keep=(a, b))  # [N, K, V]
-        return _check_logits(logits, self.x.shape[0], b - a, self.mask_id, "KVCache.forward")
+        logits = self.kv.forward(x, start=start, stop=stop, keep=(a, b))  # [R, K, V]
+        return _check_logits(logits, x.shape[0], b - a, self.mask_id, "KVCache.forward")

@@ -360,12 +360,13 @@ def adaptive_decode(
     row has a masked position left in it, so a block costs at most ``block_length``
     forwards; the loop checks this once per step (one device sync).
 
-    Per-row early exit (``row_exit``, uncached only): a step runs the forward only on the
-    rows that still have a masked position in the block, so a finished row costs nothing
-    while the others finish. Each row's logits are those it gets in the full batch (rows do
-    not see each other), and the Gumbel noise is drawn for the same candidates in the same
-    order, so no row's tokens change; ``row_forwards`` counts the rows actually run.
-    ``cache`` as in :func:`scheduled_decode` (a cache runs every row).
+    Per-row early exit (``row_exit``): a step runs the forward only on the rows that still
+    have a masked position in the block, so a finished row costs nothing while the others
+    finish; with a ``cache`` the cache is narrowed to those rows (their keys and values are
+    the ones they would read in the whole batch). Each row's logits are those it gets in the
+    full batch (rows do not see each other), and the Gumbel noise is drawn for the same
+    candidates in the same order, so no row's tokens change; ``row_forwards`` counts the rows
+    actually run. ``cache`` as in :func:`scheduled_decode`.
     """
     _check_inputs(prompt_ids, prompt_mask, prefill, gen_length, mask_id)
     n, p = prompt_ids.shape
@@ -375,7 +376,6 @@ def adaptive_decode(
     token_logp = torch.zeros((n, gen_length), dtype=torch.float32, device=device)  # [N, L]
     commit_step = torch.full((n, gen_length), -1, dtype=torch.long, device=device)  # [N, L]
     block_logits = BlockLogits(logits_fn, x, attn, prompt_len=p, gen_length=gen_length, mask_id=mask_id, cache=cache)
-    row_exit = row_exit and block_logits.row_subsets
     nfe = row_forwards = 0
     for lo in range(0, gen_length, block_length):
         hi = lo + block_length

@@ -60,7 +60,7 @@ from typing import Any
 import attrs
 import torch
 
-from dmpo_core.contracts import CachingLogitsFn
+from dmpo_core.contracts import CachingLogitsFn, MaskedLogitsFn
 from dmpo_core.testing.toy_model import ToyDiffusionLM
 
 SamplerFactory = Callable[..., Any]
@@ -121,20 +121,45 @@ class _CachingRecorder(_Recorder):
     """A :class:`_Recorder` of a model that keeps a KV cache; cache forwards count too."""
 
     def open_cache(self, attention_mask: torch.Tensor) -> Any:
-        inner = self.model.open_cache(attention_mask)
         recorder = self
 
         class _Cache:
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
             def forward(self, input_ids: torch.Tensor, *, start: int, stop: int, keep: tuple[int, int]) -> torch.Tensor:
                 recorder.forwards += 1
                 recorder.states.append(input_ids.detach().clone())
-                return inner.forward(input_ids, start=start, stop=stop, keep=keep)
+                return self.inner.forward(input_ids, start=start, stop=stop, keep=keep)
 
-        return _Cache()
+            def select(self, rows: torch.Tensor) -> Any:
+                return _Cache(self.inner.select(rows))
+
+        return _Cache(self.model.open_cache(attention_mask))
+
+
+class _MaskedRecorder(_Recorder):
+    """A :class:`_Recorder` of a model with a custom-attention forward (``masked_logits``); those
+    forwards count too, and their whole input (the sequence, then any extra positions) is kept."""
+
+    def masked_logits(self, input_ids: torch.Tensor, attention: torch.Tensor, position_ids: torch.Tensor,
+                      keep: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        self.states.append(input_ids.detach().clone())
+        return self.model.masked_logits(input_ids, attention, position_ids, keep)
+
+
+class _CachingMaskedRecorder(_CachingRecorder, _MaskedRecorder):
+    """Both of the above."""
 
 
 def _recorder(model: Any) -> _Recorder:
-    return _CachingRecorder(model) if isinstance(model, CachingLogitsFn) else _Recorder(model)
+    caching, masked = isinstance(model, CachingLogitsFn), isinstance(model, MaskedLogitsFn)
+    if caching and masked:
+        return _CachingMaskedRecorder(model)
+    if masked:
+        return _MaskedRecorder(model)
+    return _CachingRecorder(model) if caching else _Recorder(model)
 
 
 # ---- inputs ------------------------------------------------------------------------------------

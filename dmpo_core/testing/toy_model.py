@@ -63,7 +63,8 @@ class ToyDiffusionLM:
         h = self.embed[ids] + self.pos[positions]  # [N, W, D]
         n, w, d = h.shape
         e = d // self.heads
-        bias = torch.zeros(key_mask.shape, dtype=h.dtype).masked_fill(key_mask == 0, float("-inf"))  # [N, S']
+        bias = torch.zeros(key_mask.shape, dtype=h.dtype).masked_fill(key_mask == 0, float("-inf"))  # [N, S'] or [N, W, S']
+        bias = bias[:, None, None, :] if bias.dim() == 2 else bias[:, None]  # [N, 1, 1 or W, S']
         for i, blk in enumerate(self.blocks):
             q, k, v = (self._norm(h) @ blk["qkv"]).split(d, dim=-1)  # [N, W, D] each
             q, k, v = (t.view(n, w, self.heads, e).transpose(1, 2) for t in (q, k, v))  # [N, H, W, E]
@@ -71,7 +72,7 @@ class ToyDiffusionLM:
                 kv[i][0][:, :, start : start + w] = k
                 kv[i][1][:, :, start : start + w] = v
                 k, v = kv[i]  # [N, H, S, E]
-            att = (q @ k.transpose(-1, -2)) / math.sqrt(e) + bias[:, None, None, :]  # [N, H, W, S']
+            att = (q @ k.transpose(-1, -2)) / math.sqrt(e) + bias  # [N, H, W, S']
             a = att.softmax(-1) @ v  # [N, H, W, E]
             h = h + a.transpose(1, 2).reshape(n, w, d) @ blk["out"]  # [N, W, D]
             h = h + torch.nn.functional.silu(self._norm(h) @ blk["up"]) @ blk["down"]  # [N, W, D]
@@ -86,6 +87,14 @@ class ToyDiffusionLM:
         if last is not None:
             h = h[:, -last:]
         return (h @ self.head).to(input_ids.device)  # [N, S or last, V]
+
+    def masked_logits(self, input_ids: torch.Tensor, attention: torch.Tensor, position_ids: torch.Tensor,
+                      keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, K', V]`` at ``keep [K']`` under the attention pattern ``attention [N, T, T]``
+        (a :class:`~dmpo_core.contracts.MaskedLogitsFn`)."""
+        self.calls += 1
+        h = self._run(input_ids.long().cpu(), position_ids.long().cpu(), attention.long().cpu(), None, 0)  # [N, T, D]
+        return (h[:, keep.long().cpu()] @ self.head).to(input_ids.device)  # [N, K', V]
 
     def open_cache(self, attention_mask: torch.Tensor) -> ToyKVCache:
         """An empty KV cache for sequences with ``attention_mask [N, S]``."""
@@ -116,6 +125,15 @@ class ToyKVCache:
         h = self.model._run(ids, self.positions[:, start:stop], self.mask, self.kv, start)  # [N, W, D]
         self.filled = True
         return (h[:, a - start : b - start] @ self.model.head).to(input_ids.device)  # [N, b - a, V]
+
+    def select(self, rows: torch.Tensor) -> ToyKVCache:
+        """A cache of ``rows [R]`` only (copies of their keys and values)."""
+        idx = rows.long().cpu()  # [R]
+        out = ToyKVCache.__new__(ToyKVCache)
+        out.model, out.mask, out.positions = self.model, self.mask[idx], self.positions[idx]  # [R, S] each
+        out.kv = [[t[idx] for t in layer] for layer in self.kv]  # [R, H, S, E] each (indexing copies)
+        out.filled = self.filled
+        return out
 
 
 __all__ = ["ToyDiffusionLM", "ToyKVCache"]

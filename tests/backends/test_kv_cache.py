@@ -168,3 +168,24 @@ def test_block_cached_rows_equal_their_unbatched_decodes(policy, mode):
             real = mask[i].bool()
             alone = sampler(policy.logits, ids[i : i + 1, real], mask[i : i + 1, real], mask_id=policy.mask_id)
             assert torch.equal(batch.completion_ids[i : i + 1], alone.completion_ids), i
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_cached_row_exit_keeps_every_token(policy, cache):
+    """Rows that finish a block early leave the cache (HFKVCache.select); nobody's tokens change."""
+    from dmpo_core.samplers.adaptive import threshold_rule
+    from dmpo_core.samplers.common import adaptive_decode
+
+    ids, mask = _prompts(policy)
+    prefill = torch.full((ids.shape[0], GEN), policy.mask_id)  # [N, L]
+    prefill[0, :BLOCK] = 7  # row 0: its first block is given
+    prefill[1, 1:BLOCK] = 9  # row 1: one position to decode in the first block
+    runs = {}
+    for row_exit in (False, True):
+        with torch.no_grad():
+            runs[row_exit] = adaptive_decode(
+                policy.logits, ids, mask, mask_id=policy.mask_id, gen_length=GEN, block_length=BLOCK,
+                temperature=0.0, rule=threshold_rule(0.5), prefill=prefill, cache=cache, row_exit=row_exit)
+    assert torch.equal(runs[True].completion_ids, runs[False].completion_ids)
+    assert runs[True].nfe == runs[False].nfe
+    assert runs[True].row_forwards < runs[False].row_forwards == ids.shape[0] * runs[False].nfe

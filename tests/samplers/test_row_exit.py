@@ -1,6 +1,6 @@
 """Per-row early exit of the adaptive samplers: rows that finished their block stop costing
 forwards, and no row's tokens change (greedy and sampled, with a prefill that finishes some
-rows early)."""
+rows early), without a cache and with each cache mode (the cache narrowed to the rows run)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ def _inputs(model: ToyDiffusionLM, n: int = 4, p: int = 4, gen: int = 8):
     return ids, mask, prefill
 
 
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual", "refresh"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 @pytest.mark.parametrize("rule, entropy", [(threshold_rule(0.3), False), (entropy_bound_rule(0.2), True)],
                          ids=["threshold", "entropy"])
-def test_row_exit_changes_no_token_and_saves_rows(rule, entropy, temperature):
+def test_row_exit_changes_no_token_and_saves_rows(rule, entropy, temperature, cache):
     model = ToyDiffusionLM(max_len=32)
     ids, mask, prefill = _inputs(model)
     runs = {}
@@ -34,7 +35,7 @@ def test_row_exit_changes_no_token_and_saves_rows(rule, entropy, temperature):
         runs[row_exit] = adaptive_decode(
             model, ids, mask, mask_id=model.mask_id, gen_length=8, block_length=4, temperature=temperature,
             rule=rule, need_entropy=entropy, generator=torch.Generator().manual_seed(5), prefill=prefill,
-            row_exit=row_exit)
+            row_exit=row_exit, cache=cache)
     assert torch.equal(runs[True].completion_ids, runs[False].completion_ids)
     assert torch.equal(runs[True].commit_step, runs[False].commit_step)
     assert runs[True].nfe == runs[False].nfe
@@ -55,3 +56,34 @@ def test_row_exit_runs_only_unfinished_rows():
                     rule=threshold_rule(0.99), prefill=prefill)
     assert max(calls) <= 3  # row 0 is finished from the start
     assert min(calls) >= 1
+
+
+def test_cached_row_exit_runs_only_unfinished_rows_through_a_narrowed_cache():
+    """Every cache forward after a block's first sees only the rows still decoding, and the
+    narrowed cache gives them the logits the whole batch's cache gives (float64 toy model)."""
+    model = ToyDiffusionLM(max_len=32)
+    ids, mask, prefill = _inputs(model)
+    shapes: list[int] = []
+
+    class Counting:
+        def __call__(self, x, attn, *, last=None):
+            return model(x, attn, last=last)
+
+        def open_cache(self, attn):
+            return CountingCache(model.open_cache(attn))
+
+    class CountingCache:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def forward(self, x, *, start, stop, keep):
+            shapes.append(x.shape[0])
+            return self.inner.forward(x, start=start, stop=stop, keep=keep)
+
+        def select(self, rows):
+            return CountingCache(self.inner.select(rows))
+
+    out = adaptive_decode(Counting(), ids, mask, mask_id=model.mask_id, gen_length=8, block_length=4,
+                          temperature=0.0, rule=threshold_rule(0.99), prefill=prefill, cache="dual")
+    assert max(shapes) <= 3 and min(shapes) >= 1  # row 0 (nothing to decode) never runs
+    assert out.row_forwards == sum(shapes) < 4 * out.nfe

@@ -11,6 +11,7 @@ name                what a step commits
 ``roar``            one random position; exact per-token log-probs (``token_logp``)
 ``fast-dllm``       every position above a confidence threshold (at least one)
 ``eb``              the lowest-entropy positions within an entropy budget (at least one)
+``wino``            drafts above a low threshold, re-masks drafts a shadow block doubts (WINO)
 ==================  =====================================================================
 
 Every sampler is a frozen attrs config, callable as
@@ -34,6 +35,7 @@ from dmpo_core.samplers.low_confidence import (
     random_remask_sampler,
 )
 from dmpo_core.samplers.roar import RoarSampler
+from dmpo_core.samplers.wino import WinoSampler
 
 __all__ = [
     "DecodeResult",
@@ -41,6 +43,7 @@ __all__ = [
     "FastDllmSampler",
     "LowConfidenceSampler",
     "RoarSampler",
+    "WinoSampler",
     "num_transfer_schedule",
     "random_remask_sampler",
     "register_samplers",
@@ -82,4 +85,10 @@ def register_samplers(register):
         options=EntropyBoundedSampler,
         aliases=("entropy-bounded",),
         help="entropy-bounded parallel decoding per block (gamma)",
+    )
+    register(
+        "wino",
+        WinoSampler,
+        options=WinoSampler,
+        help="wide-in narrow-out revokable decoding with a shadow block (threshold, verify_threshold; LLaDA family)",
     )

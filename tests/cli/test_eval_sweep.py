@@ -35,6 +35,17 @@ def test_sweep_writes_one_row_per_value_and_a_plot(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
 
+def test_sweep_runs_wino_on_the_builtin_model(tmp_path):
+    table = tmp_path / "wino.csv"
+    result = CliRunner().invoke(CLI, [
+        "eval", "--task", "sudoku", "--model", "builtin:sudoku-tiny", "--limit", "4", "--batch-size", "4",
+        "--sampler", "wino", "--sweep", "threshold=0.3,1.0", "--sweep-output", str(table)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(table.open()))
+    assert [float(r["threshold"]) for r in rows] == [0.3, 1.0]
+    assert float(rows[0]["mean_nfe"]) <= float(rows[1]["mean_nfe"])  # 1.0 drafts one token per step
+
+
 def test_sweep_over_the_cache(tmp_path):
     table = tmp_path / "sweep.jsonl"
     result = CliRunner().invoke(CLI, [

@@ -72,7 +72,7 @@ def test_configs_are_frozen():
 
 def test_samplers_register_through_the_hook_and_satisfy_the_contract():
     registry = build_registry(plugins=[("samplers", samplers_plugin)], entry_points=False)
-    assert registry.names("sampler") == ["eb", "fast-dllm", "low-confidence", "random-remask", "roar"]
+    assert registry.names("sampler") == ["eb", "fast-dllm", "low-confidence", "random-remask", "roar", "wino"]
     options = {"gen_length": 8, "block_length": 4}
     built = {
         "low-confidence": registry.create("sampler", "low-confidence", steps=4, **options),
@@ -80,6 +80,7 @@ def test_samplers_register_through_the_hook_and_satisfy_the_contract():
         "roar": registry.create("sampler", "roar", **options),
         "fast-dllm": registry.create("sampler", "fast-dllm", **options),
         "eb": registry.create("sampler", "entropy-bounded", **options),
+        "wino": registry.create("sampler", "wino", **options),
     }
     assert built["random-remask"].remasking == "random"
     for sampler in built.values():

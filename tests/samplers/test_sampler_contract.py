@@ -7,7 +7,7 @@ import attrs
 import pytest
 import torch
 
-from dmpo_core.samplers import EntropyBoundedSampler, FastDllmSampler, LowConfidenceSampler, RoarSampler
+from dmpo_core.samplers import EntropyBoundedSampler, FastDllmSampler, LowConfidenceSampler, RoarSampler, WinoSampler
 from dmpo_core.samplers.common import DecodingSampler
 from dmpo_core.testing.sampler_contract import (
     CHECK_NAMES,
@@ -24,6 +24,7 @@ BUILT_IN = [
     ("roar", RoarSampler, {}),
     ("fast-dllm", FastDllmSampler, {"threshold": 0.6}),
     ("eb", EntropyBoundedSampler, {"gamma": 0.5}),
+    ("wino", WinoSampler, {"threshold": 0.3, "verify_threshold": 0.6}),
 ]
 
 
@@ -46,7 +47,7 @@ def test_built_in_sampler_passes_the_contract(name, factory, options):
     assert all(v == "passed" or v.startswith("not applicable") for v in report.values())
     if "cache" in attrs.fields_dict(factory):
         assert report["refreshed_cache_equals_uncached"] == "passed"
-    if factory is FastDllmSampler:
+    if factory in (FastDllmSampler, WinoSampler):
         assert report["threshold_one_is_low_confidence"] == "passed"
     if options.get("remasking") != "random" and factory is not RoarSampler:
         assert report["batch_rows_equal_unbatched"] == "passed"

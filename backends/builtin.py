@@ -1,7 +1,7 @@
 """Models shipped inside the package, selected as ``builtin:NAME``.
 
-Each lives in ``backends/builtin_models/NAME/`` in a real checkpoint format (the
-``sudoku-tiny`` model is in the ORIGINAL LLaDA layout, so the demo exercises the same
+Each lives in ``backends/builtin_models/NAME/`` in a real checkpoint format (``sudoku-tiny``
+and ``countdown-tiny`` are in the ORIGINAL LLaDA layout, so the demo exercises the same
 loading path as LLaDA-8B) and may carry ``dmpo_train.yaml``, the training config it was
 tuned with, which ``dmpo train`` uses as its base config and ``dmpo eval`` reads as the
 model's recipe (:func:`recipe`).

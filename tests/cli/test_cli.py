@@ -270,14 +270,36 @@ def test_plugins_name_shows_a_components_options():
     assert missing.exit_code == 2 and "unknown component 'no-such-thing'" in missing.output
 
 
-def test_diffu_grpo_trains_three_steps_on_the_builtin_model(tmp_path):
-    out = tmp_path / "grpo"
-    result = run("train", "--output-dir", str(out), "--quiet", *SHORT, "--set", "total_steps=3",
-                 "--set", "weighting.scheme=grpo", "--set", "loss.objective=diffu-grpo", "--set", "loss.num_iterations=2")
+#: Each built-in model with its recipe's task (``--model`` alone selects the recipe).
+BUILTIN_MODELS = ["builtin:sudoku-tiny", "builtin:countdown-tiny"]
+
+
+def train_three_steps(out, model: str, *sets: str) -> list[dict]:
+    """``dmpo train --model MODEL`` for 3 short steps; the step records of its metrics.jsonl."""
+    result = run("train", "--model", model, "--output-dir", str(out), "--quiet", *SHORT, "--set", "total_steps=3",
+                 *sets)
     assert result.exit_code == 0, result.output
     records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("eval") for r in records)  # the base and the trained model were evaluated
     steps = [r for r in records if not r.get("eval")]
     assert [r["step"] for r in steps] == [1, 2, 3]
+    return steps
+
+
+@pytest.mark.parametrize("model", ["builtin:countdown-tiny"])  # sudoku-tiny: the tests above and test_contracts_only
+@pytest.mark.parametrize(("sets", "stats"), [
+    ((), {"ess_mean"}),  # the recipe: dmpo-mean weights, WDCE
+    (("--set", "loss.objective=ddo", "--set", "weighting.scheme=dmpo"), {"ess_mean"}),
+], ids=["wdce", "ddo"])
+def test_dmpo_objectives_train_three_steps_on_each_builtin_model(tmp_path, model, sets, stats):
+    steps = train_three_steps(tmp_path / "run", model, *sets)
+    assert stats <= set(steps[-1]) and all(r["loss"] == r["loss"] for r in steps)  # finite (not NaN) losses
+
+
+@pytest.mark.parametrize("model", BUILTIN_MODELS)
+def test_diffu_grpo_trains_three_steps_on_the_builtin_model(tmp_path, model):
+    steps = train_three_steps(tmp_path / "grpo", model, "--set", "weighting.scheme=grpo",
+                              "--set", "loss.objective=diffu-grpo", "--set", "loss.num_iterations=2")
     assert {"kl_mean", "ratio_mean", "clip_fraction", "adv_abs_mean"} <= set(steps[-1])
     assert "time/logp" in steps[-1] and "ess_mean" not in steps[-1]  # no DMPO statistics, no ELBO estimate
 

@@ -50,6 +50,10 @@ def group_normalised_advantages(rewards: torch.Tensor, group_size: int, *, eps: 
     valid = torch.isfinite(rewards)  # [B*G]
     r = torch.where(valid, rewards.double(), torch.zeros_like(rewards, dtype=torch.float64)).view(-1, group_size)  # [B, G]
     v = valid.view(-1, group_size).double()  # [B, G]
+    # shift each group by one of its valid rewards (advantages are shift-invariant): equal rewards
+    # then centre to exactly 0, where a mean of large equal values can be off by an ulp
+    first = torch.argmax(v, dim=1, keepdim=True)  # [B, 1]: a valid row of each group (0 when none)
+    r = (r - r.gather(1, first)) * v  # [B, G]
     n = v.sum(dim=1, keepdim=True)  # [B, 1]
     mean = (r * v).sum(dim=1, keepdim=True) / n.clamp_min(1)  # [B, 1]
     var = (((r - mean) ** 2) * v).sum(dim=1, keepdim=True) / (n - 1).clamp_min(1)  # [B, 1], unbiased

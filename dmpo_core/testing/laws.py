@@ -434,7 +434,11 @@ def equal_inputs_give_zero_advantages(scheme: WeightingScheme, batch: dst.GroupB
     :class:`LawNotApplicable` when ``zero_sum`` is False.
 
     The batch's NaN pattern is kept; the valid rows of each group get the group's first
-    valid reward, and every row the group's first log-RND.
+    valid reward, and every row the group's first log-RND. Rewards are drawn up to 1e4 in
+    float64, where the mean of equal values can be an ulp off them: a scheme that divides by
+    a group's spread should centre on one of the group's own values first (as
+    ``dmpo_core.objective.grpo.group_normalised_advantages`` does), or rounding noise over a
+    tiny spread fails this law.
     """
     law = "equal_inputs_give_zero_advantages"
     if not scheme.zero_sum:

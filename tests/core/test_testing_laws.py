@@ -356,7 +356,9 @@ class GroupNormalised:
         r = rewards.double().view(-1, group_size)  # [B, G]
         ok = torch.isfinite(r)  # [B, G]
         n = ok.sum(dim=1, keepdim=True).clamp_min(1)  # [B, 1]
-        z = torch.where(ok, r, torch.zeros_like(r))  # [B, G]
+        first = ok.double().argmax(dim=1, keepdim=True)  # [B, 1]: a valid row (shift-invariance: equal
+        z = torch.where(ok, r - r.gather(1, first), torch.zeros_like(r))  # [B, G]   rows centre to exactly 0)
+        r = torch.where(ok, z, r)  # [B, G]
         mean = z.sum(dim=1, keepdim=True) / n  # [B, 1]
         dev = torch.where(ok, r - mean, torch.zeros_like(r))  # [B, G]
         std = (dev.square().sum(dim=1, keepdim=True) / n).sqrt()  # [B, 1]

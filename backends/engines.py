@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import torch
 
+from dmpo_core.engine_base import RNG_MODES, SingleProcess
 from dmpo_core.hookspecs import hookimpl
 
 
@@ -29,8 +30,9 @@ def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str) 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class LocalEngine:
-    """Single-process engine (satisfies :class:`dmpo_core.contracts.Engine`)."""
+class LocalEngine(SingleProcess):
+    """Single-process engine (satisfies :class:`dmpo_core.contracts.Engine`): the world-size-1
+    case of the contract, whose rank members come from :class:`~dmpo_core.engine_base.SingleProcess`."""
 
     def __init__(
         self,
@@ -44,7 +46,9 @@ class LocalEngine:
         warmup_steps: int = 0,
         schedule: str = "constant",
         total_steps: int = 1,
+        rng: str = "sequential",
     ) -> None:
+        self.rng_mode = rng
         self.params = [p for p in policy.trainable_parameters() if p.requires_grad]
         if not self.params:
             from dmpo_core.errors import InvalidArgumentError
@@ -69,21 +73,6 @@ class LocalEngine:
     def lr(self) -> float:
         """Learning rate of the next step."""
         return float(self.optimizer.param_groups[0]["lr"])
-
-    @property
-    def rank(self) -> int:
-        """Always 0: one process."""
-        return 0
-
-    @property
-    def world_size(self) -> int:
-        """Always 1: one process."""
-        return 1
-
-    @property
-    def is_main(self) -> bool:
-        """Always True: the one process writes everything."""
-        return True
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -110,8 +99,11 @@ class LocalEngine:
 
 @attrs.frozen(kw_only=True)
 class LocalEngineOptions:
-    """``engine_options`` of the ``local`` engine: none yet (optimizer settings are ``optim.*``);
-    declared so that a typo is reported, not ignored."""
+    """``engine_options`` of the ``local`` engine (optimizer settings are ``optim.*``)."""
+
+    rng: str = attrs.field(default="sequential", validator=attrs.validators.in_(RNG_MODES))
+    """``sequential`` (one generator threads each step; the demo's figures) or ``keyed`` (each
+    group's draws keyed by seed, step and group: the numbers a multi-rank run gives)."""
 
 
 @hookimpl

@@ -456,6 +456,9 @@ MODULES["engine"] = '''\
 An engine owns the optimizer: ``backward(loss)``, ``step() -> gradient norm`` (a non-finite
 norm skips the update), ``zero_grad``, its state for checkpoints, and where the run lives
 (device, rank, world size). This one is plain SGD in one process; replace it with yours.
+``SingleProcess`` gives the world-size-1 answers of the rank members (shard, gathers, whole
+parameters for generation, the engine's own checkpoint files); a multi-rank engine writes
+its own (see docs/distributed.md and dmpo's ``deepspeed`` engine).
 """
 
 from __future__ import annotations
@@ -467,6 +470,7 @@ import attrs
 import torch
 
 from dmpo_core import hookimpl
+from dmpo_core.engine_base import SingleProcess
 
 
 @attrs.frozen(kw_only=True)
@@ -477,7 +481,7 @@ class __CLASS__Options:
     """SGD momentum, in [0, 1)."""
 
 
-class __CLASS__Engine:
+class __CLASS__Engine(SingleProcess):
     """SGD with gradient-norm clipping, one process."""
 
     def __init__(self, policy: Any, *, lr: float, grad_clip: float, momentum: float = 0.0, **_optim: Any) -> None:
@@ -493,10 +497,6 @@ class __CLASS__Engine:
     @property
     def lr(self) -> float:
         return float(self.opt.param_groups[0]["lr"])
-
-    rank = property(lambda self: 0)
-    world_size = property(lambda self: 1)
-    is_main = property(lambda self: True)
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()

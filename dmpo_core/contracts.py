@@ -9,6 +9,7 @@ plugin's object lacks a method. Shapes use the letters of docs/concepts.md.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -324,6 +325,52 @@ class Engine(Protocol):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output."""
+        ...
+
+    # ---- ranks: a single-process engine inherits these from dmpo_core.engine_base.SingleProcess ----
+
+    @property
+    def rng_mode(self) -> str:
+        """``sequential`` (one generator threads a step) or ``keyed`` (each group's draws are keyed
+        by seed, step, stage and global group index, so results do not depend on the rank split);
+        see :data:`dmpo_core.engine_base.RNG_MODES`."""
+        ...
+
+    def shard(self, n: int) -> range:
+        """The indices of ``n`` (groups of a step, held-out items) this rank owns: one contiguous
+        range per rank, in rank order, covering ``range(n)`` over all ranks."""
+        ...
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` (same shape on each) concatenated along dim 0, in rank order."""
+        ...
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's picklable ``obj``, in rank order (on every rank)."""
+        ...
+
+    def barrier(self) -> None:
+        """Wait until every rank reaches this point."""
+        ...
+
+    def full_parameters(self, policy: Any, *, writable: bool = False) -> Any:
+        """A context manager inside which ``policy``'s weights (and its reference's) are whole on
+        this rank and a forward needs no collective: generation with a data-dependent number of
+        steps (threshold samplers) cannot hang sharded ranks, and saving reads whole tensors.
+        With ``writable``, what this rank writes into the weights is kept on leaving."""
+        ...
+
+    def sync_reference(self, policy: Any) -> None:
+        """Make ``policy``'s reference equal to its current weights (sharded references included)."""
+        ...
+
+    def save_state(self, folder: Path) -> None:
+        """Write what :meth:`state_dict` does not hold (sharded optimizer state) under ``folder``;
+        called on every rank with the same checkpoint folder."""
+        ...
+
+    def load_state(self, folder: Path) -> None:
+        """Restore :meth:`save_state`'s files from a checkpoint ``folder``, on every rank."""
         ...
 
 

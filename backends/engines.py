@@ -3,6 +3,9 @@
 ``local``: one process, CPU or one GPU. AdamW on the policy's trainable parameters,
 gradient-norm clipping, linear warm-up then constant/linear/cosine decay. Gradient
 accumulation is the caller's: ``backward`` adds up, ``step`` applies once.
+
+``deepspeed``: several ranks under DeepSpeed ZeRO-3 or ZeRO-2
+(:mod:`dmpo.backends.deepspeed_engine`, imported when the engine is built).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import attrs
 import torch
 
+from dmpo.backends.deepspeed_engine import DeepSpeedOptions
 from dmpo_core.engine_base import RNG_MODES, SingleProcess
 from dmpo_core.hookspecs import hookimpl
 
@@ -109,3 +113,13 @@ class LocalEngineOptions:
 @hookimpl
 def register_engines(register):
     register("local", LocalEngine, options=LocalEngineOptions, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")
+    register("deepspeed", deepspeed_engine, options=DeepSpeedOptions,
+             help="several ranks (torchrun, deepspeed launcher): DeepSpeed ZeRO-3 or ZeRO-2, optional CPU offload")
+
+
+def deepspeed_engine(policy: Any, **options: Any) -> Any:
+    """Build the ``deepspeed`` engine (:mod:`dmpo.backends.deepspeed_engine`; deepspeed is
+    imported only here, so listing plugins needs no deepspeed installed)."""
+    from dmpo.backends.deepspeed_engine import DeepSpeedEngine
+
+    return DeepSpeedEngine(policy, **options)

@@ -109,3 +109,7 @@ class LocalEngineOptions:
 @hookimpl
 def register_engines(register):
     register("local", LocalEngine, options=LocalEngineOptions, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")
+    from dmpo.backends.ddp_engine import DataParallelEngine, DataParallelOptions
+
+    register("ddp", DataParallelEngine, options=DataParallelOptions,
+             help="data parallel under torchrun: whole weights per rank, gradients averaged (gloo on CPU, nccl on GPU)")

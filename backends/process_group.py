@@ -29,6 +29,8 @@ def join(device: torch.device, *, timeout_minutes: float = 30.0) -> tuple[int, i
         return 0, 1
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl's collectives run on the current device
         dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
     return dist.get_rank(), dist.get_world_size()
 

@@ -87,3 +87,12 @@ def test_two_ranks_train_like_one_process_for_every_scheme(tmp_path):
         for key in STATS:
             if key in a["metrics"]:
                 assert b["metrics"][key] == pytest.approx(a["metrics"][key], rel=1e-4, abs=1e-6), (name, key)
+
+
+def test_cuda_without_an_index_is_this_ranks_gpu(monkeypatch):
+    from dmpo.backends.hf_policy import rank_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert rank_device("cuda") == "cuda"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert rank_device("cuda") == "cuda:3" and rank_device("cuda:1") == "cuda:1" and rank_device("cpu") == "cpu"

@@ -113,6 +113,10 @@ class LocalEngineOptions:
 @hookimpl
 def register_engines(register):
     register("local", LocalEngine, options=LocalEngineOptions, help="one process, CPU or one GPU: AdamW, clipping, warm-up schedule")
+    from dmpo.backends.ddp_engine import DataParallelEngine, DataParallelOptions
+
+    register("ddp", DataParallelEngine, options=DataParallelOptions,
+             help="data parallel under torchrun: whole weights per rank, gradients averaged (gloo on CPU, nccl on GPU)")
     register("deepspeed", deepspeed_engine, options=DeepSpeedOptions,
              help="several ranks (torchrun, deepspeed launcher): DeepSpeed ZeRO-3 or ZeRO-2, optional CPU offload")
 

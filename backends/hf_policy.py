@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -605,6 +606,15 @@ def check_chat_template(tokenizer: Any, folder: Path) -> None:
             "prompt_style=compact") from err
 
 
+def rank_device(device: str) -> str:
+    """``cuda`` without an index means this rank's GPU under a launcher (``LOCAL_RANK``), so the
+    same ``backend_options.device=cuda`` serves one process and every rank of a launch."""
+    local = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local is not None:
+        return f"cuda:{int(local)}"
+    return device
+
+
 def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFPolicy:
     """Load ``model`` (a folder or hub id) of ``family`` as an :class:`HFPolicy`.
 
@@ -633,7 +643,7 @@ def load_hf_policy(family: Family, model: str, options: HFBackendOptions) -> HFP
 
     device_map = options.device_map
     if device_map is None and options.device is not None and torch.device(options.device).type != "cpu":
-        device_map = {"": options.device}
+        device_map = {"": rank_device(options.device)}
     kwargs: dict[str, Any] = {
         "config": config,
         "dtype": DTYPES[options.dtype],

@@ -21,6 +21,8 @@ Variants:
   none-g16        no baseline, G=16, B=4
   exact-g8        the shipped recipe with random-remask rollouts and exact trajectory
                   log-likelihoods (evaluation keeps greedy low-confidence decoding)
+  bf16-g8         the shipped recipe with bf16 autocast (float32 master weights) in the
+                  rollout, log-prob and loss stages; evaluations stay float32
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ VARIANTS = {
     "none-g16": {"rollout": {"group_size": 16, "prompts_per_step": 4}, "weighting": {"scheme": "dmpo-none"}},
     "exact-g8": {"rollout": {"sampler": "random-remask", "sampler_options": {"record_logp": True}},
                  "eval_sampler": "low-confidence"},
+    "bf16-g8": {"precision": {"rollout": "bfloat16", "logp": "bfloat16", "loss": "bfloat16"}},
 }
 TIMES = ("rollout", "reward", "logp", "weights", "loss_fwd_bwd", "optimizer", "other")
 

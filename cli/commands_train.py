@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -20,14 +21,14 @@ from dmpo.cli import configfile, recipes
 # read: `--help` and config errors answer without them.
 
 
-def resolve_config(backend, task, model, config_file, sets, preset=None) -> TrainConfig:
+def resolve_config(backend, task, model, config_file, sets, preset=None, engine=None) -> TrainConfig:
     """Built-in model's recipe < the chosen backend's and task's recommended configs (plugins)
     < --preset < --config file < --backend/--task/--model < --set (see :mod:`dmpo.cli.recipes`)."""
     from dmpo_core.training.presets import preset as named_preset
 
     data: dict = {}
     file_data = configfile.read_yaml(config_file) if config_file else {}
-    flags = {k: v for k, v in (("backend", backend), ("task", task), ("model", model)) if v}
+    flags = {k: v for k, v in (("backend", backend), ("task", task), ("model", model), ("engine", engine)) if v}
     user = configfile.apply_sets(copy.deepcopy(configfile.merge(file_data, flags)), sets)
     recipe = recipes.recipe_of(recipes.chosen("model", user, {}))
     data = configfile.layer(data, recipe)
@@ -84,6 +85,9 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
 @click.option("--model", default=None,
               help="Checkpoint folder, hub id, or builtin:NAME. Default: builtin:sudoku-tiny, a small model "
                    "shipped with dmpo (its tuned training config is used as the base config).")
+@click.option("--engine", default=None,
+              help="Registered engine: local (default: one process), ddp (whole weights per rank) or deepspeed "
+                   "(ZeRO-3); the multi-rank ones run under torchrun or the deepspeed launcher, see docs/distributed.md.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with config keys (see docs: total_steps, rollout.*, weighting.*, loss.*, optim.* ...).")
 @click.option("--preset", default=None,
@@ -95,7 +99,7 @@ def check_output_dir(out: Path, cfg: TrainConfig, *, resume: bool, overwrite: bo
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its latest checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete a run already in --output-dir and start afresh.")
 @click.option("--quiet", is_flag=True, help="No progress bar; print one summary line per evaluation.")
-def train(backend, task, model, config_file, preset, sets, output_dir, resume, overwrite, quiet) -> None:
+def train(backend, task, model, engine, config_file, preset, sets, output_dir, resume, overwrite, quiet) -> None:
     """Fine-tune a diffusion LM with DMPO (or another registered weighting scheme/objective).
 
     Each step samples G completions for B prompts, scores them, estimates the
@@ -103,13 +107,18 @@ def train(backend, task, model, config_file, preset, sets, output_dir, resume, o
     reward-tilted target and takes num_iterations gradient steps of the weighted
     denoising cross-entropy. The whole config is checked before the model is loaded.
     """
-    cfg = resolve_config(backend, task, model, config_file, sets, preset)
+    cfg = resolve_config(backend, task, model, config_file, sets, preset, engine)
     out = Path(output_dir)
     from dmpo_core.training import train as run_training
     from dmpo_core.training.build import build_components, plan
     from dmpo.cli.progress import TrainProgress
 
     checked = plan(cfg)  # every name and option checked before the model loads
+    if launch_rank() != 0:  # another rank of a launch: the main rank owns the folder and the output
+        comp = build_components(cfg, checked=checked)
+        with GracefulStop() as signals:
+            run_training(cfg, comp, out, resume=resume, stop=signals.requested)
+        return
     lock = RunLock(out)
     lock.check_free()  # a live run there is the first thing to say
     check_output_dir(out, cfg, resume=resume, overwrite=overwrite, clear=False)  # nothing written yet
@@ -122,7 +131,7 @@ def train(backend, task, model, config_file, preset, sets, output_dir, resume, o
     click.echo(summarize(out))
     if last.get("stopped") in ("SIGINT", "SIGTERM"):
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps} by {last['stopped']}, checkpoint saved; "
-                   f"continue with: dmpo train {_resume_args(backend, task, model, config_file, sets, out, preset)}",
+                   f"continue with: dmpo train {_resume_args(backend, task, model, config_file, sets, out, preset, engine)}",
                    err=True)
         raise SystemExit(exit_code(last["stopped"]))
     if last.get("stopped") == "max_minutes":
@@ -131,10 +140,16 @@ def train(backend, task, model, config_file, preset, sets, output_dir, resume, o
                    f"--resume to finish (--set max_minutes=null lifts the budget)")
 
 
-def _resume_args(backend, task, model, config_file, sets, out: Path, preset=None) -> str:
+def launch_rank() -> int:
+    """This process's ``RANK`` under torchrun or the deepspeed launcher (0 without one)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _resume_args(backend, task, model, config_file, sets, out: Path, preset=None, engine=None) -> str:
     """The arguments that continue this run: the same options plus ``--resume``."""
     parts = [f"--{k} {shlex.quote(v)}" for k, v in (("backend", backend), ("task", task), ("model", model),
-                                                      ("config", config_file), ("preset", preset)) if v]
+                                                      ("engine", engine), ("config", config_file),
+                                                      ("preset", preset)) if v]
     parts += [f"--set {shlex.quote(s)}" for s in sets]
     return " ".join([*parts, f"--output-dir {shlex.quote(str(out))}", "--resume"])
 

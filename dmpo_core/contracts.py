@@ -276,7 +276,8 @@ class Objective(Protocol):
 class Engine(Protocol):
     """How parameters are updated: a single process, or several ranks (DeepSpeed ZeRO-3).
 
-    The single-process engine is the ``world_size == 1`` case of the same contract.
+    The single-process engine is the ``world_size == 1`` case of the same contract; an engine
+    with several ranks also has the members of :class:`Ranks`.
     """
 
     @property
@@ -305,7 +306,9 @@ class Engine(Protocol):
         ...
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Accumulate gradients of ``loss``."""
+        """Accumulate gradients of ``loss``. With several ranks, :meth:`step` applies the MEAN of the
+        ranks' gradients (the loop scales each rank's loss by the world size, so the update is
+        that of the whole step's loss)."""
         ...
 
     def step(self) -> float:
@@ -327,7 +330,16 @@ class Engine(Protocol):
         """Restore :meth:`state_dict`'s output."""
         ...
 
-    # ---- ranks: a single-process engine inherits these from dmpo_core.engine_base.SingleProcess ----
+
+@runtime_checkable
+class Ranks(Protocol):
+    """What an :class:`Engine` with several ranks adds: sharding, gathers, whole parameters for
+    generation, a shared reference sync and its own checkpoint files.
+
+    An engine may leave them out: the loop then gives it the world-size-1 answers of
+    :class:`dmpo_core.engine_base.SingleProcess` (which an engine can also inherit), so engines
+    written before ranks existed keep working in one process.
+    """
 
     @property
     def rng_mode(self) -> str:

@@ -75,6 +75,25 @@ def batch_to_dict(batch: Any) -> dict[str, Any]:
     return out
 
 
+def staging_folder(run_dir: Path, step: int) -> Path:
+    """The temporary folder a checkpoint of ``step`` is written into before its rename (the same
+    path on every rank, so that an engine's ranks can write their shards into it)."""
+    return Path(run_dir) / CHECKPOINTS / f".tmp-step-{step:06d}"
+
+
+def make_staging(tmp: Path) -> None:
+    """Create ``tmp`` empty (a folder left by a killed save is removed first)."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.mkdir()
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise no_space(tmp.parent, _newest_size(tmp.parent)) from err
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -86,6 +105,7 @@ def save_checkpoint(
     layouts: Mapping[str, str | None] | None = None,
     recipe: Mapping[str, Any] | None = None,
     notice: Notice | None = None,
+    staged: bool = False,
 ) -> Path:
     """Write ``checkpoints/step-NNNNNN`` atomically and point ``latest`` at it; keep ``keep`` newest.
 
@@ -93,19 +113,19 @@ def save_checkpoint(
     in the backend's own layout; see :func:`dmpo_core.training.recipe.checkpoint_layouts`);
     ``recipe`` is written into each of them as ``dmpo_recipe.json``. A layout the policy
     cannot be converted to is said through ``notice`` and left out, unless it is the only one.
+    ``staged``: :func:`staging_folder` exists already (made by :func:`make_staging`, holding
+    what the engine's ranks wrote there); it is kept and checksummed with the rest.
     """
     from dmpo_core.training.recipe import save_layouts
 
     layouts = dict(layouts) if layouts else {"policy": None}
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
     final = root / name
-    tmp = root / f".tmp-{name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_folder(run_dir, step)
+    if not staged:
+        make_staging(tmp)
     try:
-        tmp.mkdir()
         save_layouts(policy, tmp, layouts, recipe=recipe, notice=notice, label=f"checkpoint {name}")
         torch.save(trainer_state, tmp / "trainer.pt")
         if rollout is not None:

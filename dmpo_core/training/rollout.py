@@ -19,14 +19,19 @@ from dmpo_core.objective.estimators import paired_elbo
 from dmpo_core.rewards import ComposedRewards, score_components
 
 
-def encode_prompts(tokenizer: Any, texts: Sequence[str], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(
+    tokenizer: Any, texts: Sequence[str], pad_id: int, *, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenize prompts (no added special tokens: a chat template already has them) and left pad.
+
+    ``width`` pads to at least that many positions (a rank pads its groups to the width of
+    the whole step's batch, so that every rank's rows have the shapes of one process's).
 
     Returns:
         ``ids [N, P]`` long and ``mask [N, P]`` bool (False on padding).
     """
     rows = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    width = max(len(r) for r in rows)
+    width = max([len(r) for r in rows] + [width or 0])
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [N, P]
     mask = torch.zeros((len(rows), width), dtype=torch.bool)  # [N, P]
     for i, r in enumerate(rows):
@@ -136,18 +141,37 @@ def sample_group_batch(
     group_size: int,
     gen_length: int,
     batch_rows: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
+    width: int | None = None,
 ) -> GroupSamples:
-    """Sample ``G`` completions for each of ``B`` items (rows prompt-major ``[B*G]``)."""
+    """Sample ``G`` completions for each of ``B`` items (rows prompt-major ``[B*G]``).
+
+    ``generator`` is one generator for the whole batch (chunks of ``batch_rows`` rows), or one
+    per item (keyed randomness: each group is sampled on its own, in chunks of at most
+    ``batch_rows`` of its rows, with its own generator, so a group's completions do not depend
+    on which other groups share its rank). ``width`` pads the prompts (:func:`encode_prompts`).
+    """
     tok = policy.tokenizer
     texts = [task.prompt(item, tok) for item in items]
-    ids, mask = encode_prompts(tok, texts, policy.pad_id)  # [B, P]
+    ids, mask = encode_prompts(tok, texts, policy.pad_id, width=width)  # [B, P]
     row_items = [item for item in items for _ in range(group_size)]
     row_texts = [t for t in texts for _ in range(group_size)]
     ids = ids.repeat_interleave(group_size, dim=0)  # [B*G, P]
     mask = mask.repeat_interleave(group_size, dim=0)  # [B*G, P]
     prefill = task_prefill(task, row_items, tok, gen_length, policy.mask_id)  # [B*G, L] or None
-    outs, nfe = _sample_in_chunks(policy, sampler, ids, mask, prefill, batch_rows, generator)
+    if isinstance(generator, torch.Generator):
+        outs, nfe = _sample_in_chunks(policy, sampler, ids, mask, prefill, batch_rows, generator)
+    else:
+        if len(generator) != len(items):
+            raise ValueError(f"{len(generator)} generators for {len(items)} groups")
+        outs, nfe = [], 0
+        for g, gen in enumerate(generator):
+            rows = slice(g * group_size, (g + 1) * group_size)
+            part, part_nfe = _sample_in_chunks(policy, sampler, ids[rows], mask[rows],
+                                               None if prefill is None else prefill[rows],
+                                               min(batch_rows or group_size, group_size), gen)
+            outs.extend(part)
+            nfe += part_nfe
 
     def joined(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
         return None if any(p is None for p in parts) else torch.cat([p.cpu() for p in parts], dim=0)
@@ -196,19 +220,24 @@ def estimate_log_likelihoods(
     *,
     replicates: int,
     antithetic: bool,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     chunk_rows: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ELBO estimates of ``log p_old(x)`` (current policy) and ``log p_ref(x)`` with shared masks.
 
-    Returns two ``[B*G]`` float32 CPU tensors.
+    ``generator``: one for the batch (chunks of ``chunk_rows`` rows), or one per group (keyed
+    randomness: each group is one chunk with its own masks). Returns two ``[B*G]`` float32 CPU tensors.
     """
     device = policy.device
     n = batch.num_rows
-    step = chunk_rows or n
+    if isinstance(generator, torch.Generator):
+        step = chunk_rows or n
+        chunks = [(slice(start, start + step), generator) for start in range(0, n, step)]
+    else:
+        g_rows = batch.group_size
+        chunks = [(slice(g * g_rows, (g + 1) * g_rows), gen) for g, gen in enumerate(generator)]
     cur_parts, ref_parts = [], []
-    for start in range(0, n, step):
-        sl = slice(start, start + step)
+    for sl, gen in chunks:
         cur, ref = paired_elbo(
             policy.logits,
             policy.reference_logits,
@@ -219,7 +248,7 @@ def estimate_log_likelihoods(
             policy.mask_id,
             replicates=replicates,
             antithetic=antithetic,
-            generator=generator,
+            generator=gen,
         )
         cur_parts.append(cur.float().cpu())
         ref_parts.append(ref.float().cpu())

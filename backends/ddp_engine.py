@@ -1,0 +1,95 @@
+"""``ddp``: data parallel with whole weights on every rank; gradients averaged over the ranks.
+
+For a policy whose weights, gradients and AdamW state fit on one device (LoRA on an 8B model
+does on an 80 GB GPU): each rank rolls out and trains on its own whole groups, ``step``
+all-reduces the gradients (mean over ranks) and then applies the same AdamW update as the
+``local`` engine, so the weights stay equal on every rank without being broadcast. Launched by
+``torchrun`` (gloo on CPU, nccl on GPU). Randomness is keyed per group, so a run gives the
+numbers of one process with ``engine_options.rng=keyed`` whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from dmpo.backends.engines import LocalEngine
+from dmpo.backends.process_group import join
+
+
+def rank_range(n: int, rank: int, world: int) -> range:
+    """The contiguous share of ``range(n)`` of ``rank``: sizes differ by at most one, lower ranks first."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+class DataParallelEngine(LocalEngine):
+    """Whole weights per rank, gradients averaged by one all-reduce per optimizer step."""
+
+    def __init__(self, policy: Any, **optim: Any) -> None:
+        self._rank, self._world = join(policy.device)
+        super().__init__(policy, rng="keyed", **optim)
+        if self._world > 1:  # every rank starts from rank 0's weights (a seeded init could differ)
+            with torch.no_grad():
+                for p in policy.trainable_parameters():
+                    dist.broadcast(p.data, src=0)
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world
+
+    @property
+    def is_main(self) -> bool:
+        return self._rank == 0
+
+    def step(self) -> float:
+        if self._world > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(self._world)
+        return super().step()
+
+    def shard(self, n: int) -> range:
+        return rank_range(n, self._rank, self._world)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self._world == 1:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self._world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if self._world == 1:
+            return [obj]
+        out: list[Any] = [None] * self._world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self._world > 1:
+            dist.barrier()
+
+    @contextlib.contextmanager
+    def full_parameters(self, policy: Any, *, writable: bool = False) -> Iterator[None]:
+        """Weights are whole on every rank; what is written (a resume) is the same on every rank."""
+        yield
+
+
+@attrs.frozen(kw_only=True)
+class DataParallelOptions:
+    """``engine_options`` of ``ddp``: none (optimizer settings are ``optim.*``; randomness is keyed)."""
+
+

@@ -1,13 +1,14 @@
 """Drives the ``deepspeed`` engine by hand on every rank of a launch and writes what it saw.
 
 Run under ``python -m torch.distributed.run --nproc-per-node N engine_check.py OUT.json
-[--stage 3] [--lora] [--checkpointing] [--save DIR]``. Each rank trains the built-in model for
-three steps on its share of one fixed global batch (two micro-batches per step, so gradient
-accumulation is exercised), while a local engine in the same process trains a second copy on
-the WHOLE batch: the two must agree, whatever the number of ranks. It also checks
-``full_parameters`` (whole tensors, forwards without collectives, a different number of
-forwards per rank), ``sync_reference``, a non-finite gradient, ``all_gather``/``shard``, and
-with ``--save`` writes a consolidated policy and the engine's sharded state.
+[--stage 3] [--lora] [--checkpointing] [--save DIR [--converted]]``. Each rank trains the
+built-in model for three steps on its share of one fixed global batch (two micro-batches per
+step, so gradient accumulation is exercised, and one dropped backward before the second step),
+while a local engine in the same process trains a second copy on the WHOLE batch: the two must
+agree, whatever the number of ranks. It also checks ``full_parameters`` (whole tensors,
+forwards without collectives, a different number of forwards per rank), ``sync_reference``, a
+non-finite gradient, ``all_gather``/``shard``, and with ``--save`` writes a consolidated policy
+and the engine's sharded state, then checks that loading that state undoes a later step.
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def main() -> None:
     lrs, norms, local_norms = [], [], []
     policy.train(True)
     local_policy.train(True)
-    for _ in range(STEPS):
+    for step in range(STEPS):
         lrs.append((engine.lr, local.lr))
+        if step == 1:  # a backward whose gradients are dropped: zero_grad must leave nothing behind
+            engine.backward(loss_of(policy, slice(mine.start, mine.stop), len(mine), data) * 100.0)
+            engine.zero_grad()
+            local.backward(loss_of(local_policy, slice(0, ROWS), ROWS, data) * 100.0)
+            local.zero_grad()
         half = (mine.stop - mine.start) // 2
         for part in (slice(mine.start, mine.start + half), slice(mine.start + half, mine.stop)):
             engine.backward(loss_of(policy, part, len(mine), data))

@@ -424,8 +424,22 @@ class DeepSpeedEngine:
         return norm
 
     def zero_grad(self) -> None:
-        """Drop the module's gradients (what the optimizer has not reduced yet)."""
-        self.ds.optimizer.zero_grad(set_to_none=True)
+        """Drop the gradients accumulated since the last step, reduced ones included.
+
+        ZeRO-3's ``zero_grad`` restarts its micro-step count, so the next backward overwrites the
+        reduced gradient shards. ZeRO-2's keeps the shards it has accumulated since the step
+        (they would be added to the next step's gradients): they are dropped here, with the
+        micro-step count, as its ``step`` does."""
+        optimizer = self.ds.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        if self.stage == 2:
+            from deepspeed.runtime.zero.stage_1_and_2 import INITIAL_MICRO_STEP_ID
+
+            for i in range(len(optimizer.bit16_groups)):
+                optimizer.all_grad_tensors[i] = None  # accumulated reduced gradients (fp32 training)
+                optimizer.averaged_gradients[i] = None  # the compact fp32 buffer (bf16 training)
+            getattr(optimizer, "accumulated_grads_in_cpu", {}).clear()  # with the optimizer offloaded
+            optimizer.micro_step_id = INITIAL_MICRO_STEP_ID
 
     def state_dict(self) -> dict[str, Any]:
         """The small part: the schedule's step count (the rest is :meth:`save_state`'s files)."""

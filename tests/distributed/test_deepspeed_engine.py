@@ -1,7 +1,6 @@
-"""The ``deepspeed`` engine on 2 CPU ranks, driven by hand (tests/distributed/engine_check.py; ZeRO-2
-and the training loop are in test_deepspeed_loop.py):
-each launch trains for three steps on its share of a global batch and compares with a local
-engine on the whole batch in the same process."""
+"""The ``deepspeed`` engine on 2 CPU ranks, driven by hand (tests/distributed/engine_check.py; the
+training loop on it is in test_deepspeed_loop.py): each launch trains for three steps on its
+share of a global batch and compares with a local engine on the whole batch in the same process."""
 
 from __future__ import annotations
 
@@ -63,6 +62,12 @@ def test_zero3_two_ranks_train_like_one_process_and_save_a_loadable_policy(tmp_p
     with torch.no_grad():
         logits = policy.current_logits(data[0][:2], data[1][:2])
     assert torch.equal(logits, torch.load(save / "logits.pt"))
+
+
+def test_zero2_two_ranks_train_like_one_process_and_zero_grad_drops_reduced_gradients(tmp_path):
+    for report in run_check(tmp_path, "--stage", "2"):
+        assert_trains_like_one_process(report)  # its norms would show a dropped backward's gradients
+        assert report["checks"]["stats"]["gathers"] == 0  # ZeRO-2: weights are whole, nothing to gather
 
 
 def test_lora_under_zero3_with_checkpointing_trains_like_one_process_and_saves_a_peft_adapter(tmp_path):

@@ -340,6 +340,7 @@ class DeepSpeedEngine:
         self._rank, self._world, local_rank = init_process_group(ds)
         self._device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
         self.stage = options.zero_stage
+        self._inside = False  # within full_parameters (a nested one gathers nothing more)
         self.stats: dict[str, float] = {"gather_seconds": 0.0, "gathers": 0, "sync_seconds": 0.0,
                                         "step_seconds": 0.0, "steps": 0}
         trainable = [p for p in policy.trainable_parameters() if p.requires_grad]
@@ -366,7 +367,6 @@ class DeepSpeedEngine:
             with torch.no_grad():
                 for p in trainable:
                     torch.distributed.broadcast(p.data, src=0)
-        self._policy = policy
         self.ds, _, _, self.scheduler = ds.initialize(model=policy.model, model_parameters=trainable,
                                                       config=self.config, lr_scheduler=scheduler,
                                                       dist_init_required=False)
@@ -453,14 +453,17 @@ class DeepSpeedEngine:
 
     @property
     def rank(self) -> int:
+        """This process's rank (``RANK`` of the launcher, 0 without one)."""
         return self._rank
 
     @property
     def world_size(self) -> int:
+        """Ranks training together (``WORLD_SIZE``, 1 without a launcher)."""
         return self._world
 
     @property
     def is_main(self) -> bool:
+        """Rank 0 writes metrics, progress and the consolidated policy."""
         return self._rank == 0
 
     def shard(self, n: int) -> range:
@@ -500,10 +503,12 @@ class DeepSpeedEngine:
         With ``writable``, weights written inside are kept: every rank must write the same
         values (rank 0's are the ones re-partitioned), and the optimizer's fp32 master weights
         are refreshed from them on exit, so the next step continues from what was written.
+        Nested in another ``full_parameters`` it gathers nothing more (then only the outermost
+        one's ``writable`` counts).
         """
-        if self.stage != 3:
+        if self.stage != 3 or self._inside:  # whole already (ZeRO-2, or an enclosing gather)
             yield
-            if writable:
+            if writable and not self._inside:
                 self.ds.optimizer.refresh_fp32_params()
             return
         engines = [e for e in (self.ds, self.reference_ds) if e is not None]
@@ -523,9 +528,11 @@ class DeepSpeedEngine:
             self.stats["gathers"] += 1
             offloads = [_offload_of(e) for e in engines]
             starts = [_remove_hooks(offload) for offload in offloads]
+            self._inside = True
             try:
                 yield
             finally:
+                self._inside = False
                 for offload, start in zip(offloads, starts, strict=True):
                     _restore_hooks(offload, start)
         if writable:

@@ -120,8 +120,10 @@ def main() -> None:
         # a data-dependent number of forwards per rank: none may wait for another
         forwards = 1 + 2 * rank
         with torch.no_grad():
-            for _ in range(forwards):
-                logits = policy.current_logits(data[0][:2], data[1][:2])
+            with engine.full_parameters(policy):  # nested: gathers nothing more
+                for _ in range(forwards):
+                    logits = policy.current_logits(data[0][:2], data[1][:2])
+            for _ in range(forwards):  # still whole, and hook-free, after the nested one's exit
                 ref_logits = policy.reference_logits(data[0][:2], data[1][:2])
         local_logits = local_policy.current_logits(data[0][:2], data[1][:2]).detach()
         local_ref = local_policy.reference_logits(data[0][:2], data[1][:2])

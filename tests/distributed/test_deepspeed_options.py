@@ -118,7 +118,7 @@ def test_shards_are_contiguous_in_rank_order_and_cover_every_index_once(n, world
 ])
 def test_cli_reports_a_bad_engine_option_in_one_line_before_the_model_loads(tmp_path, option, needle):
     cli_main._add_builtin_commands()
-    result = CliRunner().invoke(cli_main.cli, ["train", "--output-dir", str(tmp_path / "r"), "--set", "engine=deepspeed",
+    result = CliRunner().invoke(cli_main.cli, ["train", "--output-dir", str(tmp_path / "r"), "--engine", "deepspeed",
                                                "--set", option])
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output

@@ -54,12 +54,32 @@ class DataParallelEngine(LocalEngine):
 
     def step(self) -> float:
         if self._world > 1:
-            for p in self.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(self._world)
+            self._average_gradients()
         return super().step()
+
+    def _average_gradients(self, bucket_elements: int = 1 << 25) -> None:
+        """Mean of every rank's gradients, all-reduced in flat buckets of at most ``bucket_elements``
+        (one collective per bucket instead of one per tensor: LoRA has hundreds of small ones)."""
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for p in [*self.params, None]:
+            if p is not None and (not bucket or (size + p.numel() <= bucket_elements
+                                                 and p.grad.dtype == bucket[0].dtype)):
+                bucket.append(p.grad)
+                size += p.numel()
+                continue
+            flat = torch.cat([g.reshape(-1) for g in bucket])  # [size]
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat.div_(self._world)
+            offset = 0
+            for g in bucket:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+            if p is not None:
+                bucket, size = [p.grad], p.numel()
 
     def shard(self, n: int) -> range:
         return rank_range(n, self._rank, self._world)

@@ -114,6 +114,7 @@ def train(backend, task, model, engine, config_file, preset, sets, output_dir, r
     from dmpo.cli.progress import TrainProgress
 
     checked = plan(cfg)  # every name and option checked before the model loads
+    check_launch(cfg)
     if launch_rank() != 0:  # another rank of a launch: the main rank owns the folder and the output
         comp = build_components(cfg, checked=checked)
         with GracefulStop() as signals:
@@ -138,6 +139,20 @@ def train(backend, task, model, engine, config_file, preset, sets, output_dir, r
         click.echo(f"stopped at step {last['step']} of {cfg.total_steps}: the max_minutes={cfg.max_minutes:g} time "
                    f"budget ran out (this machine is slower than the recipe assumed); run the same command with "
                    f"--resume to finish (--set max_minutes=null lifts the budget)")
+
+
+def check_launch(cfg: TrainConfig) -> None:
+    """Under a launcher with several ranks: an engine that shares a step, and whole groups per rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return
+    if cfg.engine == "local":
+        raise ConfigError([f"the launcher started {world} ranks but engine 'local' trains in one process (each rank "
+                           f"would train alone into the same folder); use --engine ddp or --engine deepspeed"],
+                          source="--engine")
+    if cfg.rollout.prompts_per_step % world:
+        raise ConfigError([f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} does not split into {world} "
+                           f"ranks of whole groups; use a multiple of {world}"], source="training config")
 
 
 def launch_rank() -> int:

@@ -11,6 +11,7 @@ local engine). Every function is the identity, or close to it, on one rank.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,6 +83,10 @@ def check_split(engine: Engine, prompts_per_step: int) -> None:
     (every rank must run the same number of collective forwards).
     """
     world = engine.world_size
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 and launched > 1:
+        raise TrainingError(f"the launcher started {launched} ranks but the engine runs one process; "
+                            f"use an engine that shares a step (ddp, deepspeed)")
     if world == 1:
         return
     if engine.rng_mode != "keyed":

@@ -22,8 +22,10 @@ What it does, and why:
   collective and a sampler whose number of forwards depends on the data cannot hang ranks.
 * The reference: with LoRA it is the adapter-disabled base, and the adapter weights stay
   whole on every rank (ZeRO-3's persistence threshold is raised to the largest adapter
-  tensor), so the policy's own copy of the adapter (``sync_reference``) and its swap for
-  reference forwards read and write whole tensors. Without LoRA the frozen copy is wrapped
+  tensor, and the adapter is pinned after every step, since DeepSpeed still releases a
+  persistent tensor after a forward that records its prefetch trace), so the policy's own copy
+  of the adapter (``sync_reference``) and its swap for reference forwards read and write whole
+  tensors. Without LoRA the frozen copy is wrapped
   by DeepSpeed without an optimizer (ZeRO-3: sharded like the policy; ZeRO-2: whole on
   each rank), and :meth:`DeepSpeedEngine.sync_reference` copies it tensor by tensor inside
   gathers.

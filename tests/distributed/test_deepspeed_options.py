@@ -151,16 +151,21 @@ def test_without_deepspeed_building_the_engine_is_one_line_naming_the_install():
     assert INSTALL_HINT in proc.stdout and len(proc.stdout.strip().splitlines()) == 1
 
 
-def test_one_process_without_a_launcher_is_world_size_one():
+def test_one_process_without_a_launcher_is_world_size_one_and_a_config_file_applies(tmp_path):
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"optimizer": {"params": {"lr": 1e-5}}, "zero_optimization": {"reduce_bucket_size": 1000}}))
     proc = run_python(
-        "import torch\n"
+        "import torch, warnings\n"
+        "warnings.simplefilter('always')\n"
         "from dmpo_core.registry import get_registry\n"
         "from dmpo_core.training.build import load_policy\n"
         "p = load_policy('llada', 'builtin:sudoku-tiny', {})\n"
-        "e = get_registry().get('engine', 'deepspeed').factory(p, lr=1e-3, zero_stage=2)\n"
+        f"e = get_registry().get('engine', 'deepspeed').factory(p, lr=1e-3, zero_stage=2, config_file={str(path)!r})\n"
         "ids = torch.randint(3, 100, (2, 8))\n"
         "p.train(True); e.backward(p.current_logits(ids, torch.ones_like(ids)).logsumexp(-1).mean())\n"
+        "print(e.config['zero_optimization']['reduce_bucket_size'], e.lr)\n"
         "print(e.rank, e.world_size, e.is_main, e.rng_mode, e.shard(5), e.step() > 0, e.all_gather(ids).shape[0])\n",
         DS_ACCELERATOR="cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == "0 1 True keyed range(0, 5) True 2"
+    assert proc.stdout.strip().splitlines()[-2:] == ["1000 1e-05", "0 1 True keyed range(0, 5) True 2"]
+    assert "config_file sets optimizer.params.lr=1e-05, which replaces 0.001 from optim.lr" in proc.stderr

@@ -17,6 +17,8 @@ $(BIN)/dmpo: pyproject.toml setup.py constraints.txt
 	$(BIN)/python -m pip uninstall -y -q dmpo 2>/dev/null || true
 	$(PIP) -e ".[test]"
 	$(PIP) -e plugins/dmpo-example-weighting
+	@# DeepSpeed compiles its CPU communication op at first use (about a minute): once here, not in a test
+	DS_ACCELERATOR=cpu $(BIN)/python -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null
 	@touch $@
 
 setup: $(BIN)/dmpo

@@ -60,3 +60,30 @@ def test_the_quick_start_commands_run(tmp_path, monkeypatch):
         ran.append(args[0])
     assert ran == ["plugins", "train", "eval", "plot", "new-plugin"]
     assert (tmp_path / "runs" / "sudoku" / "metrics.png").exists() and (tmp_path / "dmpo-my-sampler").is_dir()
+
+
+def multi_gpu_block(text: str) -> str:
+    match = re.search(r"<!-- multi-gpu -->\n(```bash\n.*?```)\n<!-- /multi-gpu -->", text, re.S)
+    assert match, "no <!-- multi-gpu --> block"
+    return match.group(1)
+
+
+def test_the_readme_multi_gpu_launch_is_the_docs_one_and_its_config_checks(monkeypatch):
+    """The launch's `dmpo train` arguments pass every check a rank makes before its model loads
+    (8 ranks: engine, options, whole groups per rank); the model itself is not downloaded."""
+    from dmpo.cli.commands_train import check_launch, resolve_config
+    from dmpo_core.training.build import plan
+
+    docs = multi_gpu_block((ROOT / "docs" / "quickstart.md").read_text())
+    assert multi_gpu_block((ROOT / "README.md").read_text()) == docs
+    command = " ".join(ln.split("#")[0].strip().rstrip("\\") for ln in docs.splitlines()[1:-1])
+    words = shlex.split(command.replace("$(which dmpo)", "dmpo"))
+    assert words[:3] == ["torchrun", "--nproc-per-node", "8"] and words[3:5] == ["dmpo", "train"], words
+    args = words[5:]
+    opts = {name: args[args.index(f"--{name}") + 1] for name in ("engine", "backend", "task", "model")}
+    sets = tuple(args[i + 1] for i, w in enumerate(args) if w == "--set")
+    cfg = resolve_config(opts["backend"], opts["task"], opts["model"], None, sets, None, opts["engine"])
+    assert cfg.engine == "deepspeed"
+    plan(cfg)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    check_launch(cfg)

@@ -19,14 +19,7 @@ import torch
 import torch.distributed as dist
 
 from dmpo.backends.engines import LocalEngine
-from dmpo.backends.process_group import join
-
-
-def rank_range(n: int, rank: int, world: int) -> range:
-    """The contiguous share of ``range(n)`` of ``rank``: sizes differ by at most one, lower ranks first."""
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
+from dmpo.backends.process_group import join, rank_range
 
 
 class DataParallelEngine(LocalEngine):

@@ -47,6 +47,7 @@ from typing import Any
 import attrs
 import torch
 
+from dmpo.backends.process_group import rank_range
 from dmpo_core.errors import ConfigError, InvalidArgumentError
 
 INSTALL_HINT = "pip install 'dllm-dmpo[deepspeed]'"
@@ -243,12 +244,8 @@ def _dig(config: Mapping[str, Any], dotted: str) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def shard_range(n: int, rank: int, world_size: int) -> range:
-    """The contiguous share of ``range(n)`` owned by ``rank``: equal shares in rank order, the
-    first ``n % world_size`` ranks holding one more."""
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
+shard_range = rank_range
+"""The contiguous share of ``range(n)`` owned by ``rank`` (:func:`dmpo.backends.process_group.rank_range`)."""
 
 
 def _free_port() -> int:

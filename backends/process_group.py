@@ -14,6 +14,13 @@ import torch
 import torch.distributed as dist
 
 
+def rank_range(n: int, rank: int, world: int) -> range:
+    """The contiguous share of ``range(n)`` of ``rank``: sizes differ by at most one, lower ranks first."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
 def launched_world_size() -> int:
     """``WORLD_SIZE`` of the launcher (1 without one)."""
     return int(os.environ.get("WORLD_SIZE", "1"))

@@ -31,3 +31,18 @@ def torchrun(nproc: int, *args: str, timeout: float = 300, cwd: Path | None = No
 def python(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """The same script in one process without a launcher."""
     return subprocess.run([sys.executable, *args], env=rank_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of the worker of ``rank`` among the launcher's children (read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().split()
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[3]) == launcher and f"RANK={rank}".encode() in env:
+            return int(entry.name)
+    return None

@@ -17,8 +17,7 @@ import torch
 
 from dmpo_core.training import checkpoint as ckpt
 from tests.distributed.conftest import check_ok, launch
-from tests.distributed.ranks_launch import free_port, python, rank_env
-from tests.distributed.test_kill_and_resume import _rank_pid
+from tests.distributed.ranks_launch import free_port, python, rank_env, rank_pid
 
 BASE = ["train", "--backend", "llada", "--task", "sudoku", "--model", "builtin:sudoku-tiny", "--set", "eval_size=0",
         "--set", "rollout.prompts_per_step=4", "--quiet"]
@@ -103,7 +102,7 @@ def test_a_killed_rank_leaves_a_loadable_checkpoint_and_resume_on_two_ranks_reac
     while time.monotonic() < deadline and proc.poll() is None:
         latest = run / "checkpoints" / "latest"
         if latest.exists() and latest.read_text().strip() >= "step-000002":
-            victim = _rank_pid(proc.pid, 1)
+            victim = rank_pid(proc.pid, 1)
             if victim:
                 os.kill(victim, signal.SIGKILL)
                 break

@@ -3,7 +3,8 @@
     python bench/compare.py [--tasks sudoku countdown] [--methods dmpo dmpo-paper diffu-grpo diffpo]
                             [--seeds 0 1 2] [--steps 1000] [--eval-every 50] [--eval-size 256]
                             [--workers 1] [--out bench-results/compare]
-    python bench/compare.py --report bench-results/compare/results.json   # table and plots again
+    python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--out DIR]
+                                                          # table and plots again, several results merged
 
 Every run starts from the task's built-in base with its shipped recipe and changes only what
 the method is (a baseline is never handicapped: each method keeps its own paper's defaults
@@ -29,7 +30,8 @@ Per run it also sweeps the eb (entropy budgets) and fast-dllm (thresholds) sampl
 trained model, and once per task on the base, for the accuracy-vs-NFE frontier
 (``dmpo frontier OUT/sweeps.jsonl`` prints and plots it).
 
-Writes ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
+Writes ``results.jsonl`` (a line per run as it finishes, so a stopped benchmark keeps its finished
+runs), ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
 ``<task>-rollouts.png``, ``<task>-seconds.png``, ``<task>-nfe.png`` to ``--out``.
 """
 
@@ -151,29 +153,58 @@ def at_seconds(run: dict, budget: float) -> float:
     return within[-1]["accuracy"]
 
 
-def final(run: dict) -> float:
-    """The mean of the last two evaluations (one evaluation is noisy, docs/results.md)."""
-    last = run["evals"][-2:] if len(run["evals"]) > 2 else run["evals"][-1:]
+def final(run: dict, steps: int | None = None) -> float:
+    """The mean of the last two evaluations at or before ``steps`` (default: the run's length;
+    one evaluation is noisy, docs/results.md)."""
+    evals = [e for e in run["evals"] if steps is None or e["step"] <= steps]
+    last = evals[-2:] if len(evals) > 2 else evals[-1:]
     return statistics.mean(e["accuracy"] for e in last)
 
 
+def ordered(results: list[dict]) -> list[dict]:
+    """Runs by task, method (the orders of TASKS and METHODS) and seed, whatever order they finished in;
+    a (task, method, seed) given twice keeps its last copy."""
+    runs = {(r["task"], r["method"], r["seed"]): r for r in results}
+    rank = {name: i for i, name in enumerate([*TASKS, *METHODS])}
+    return sorted(runs.values(), key=lambda r: (rank.get(r["task"], 99), r["task"], rank.get(r["method"], 99),
+                                                r["method"], r["seed"]))
+
+
+def load(paths: list[Path]) -> list[dict]:
+    """Runs from results files: ``results.json`` (a list) or ``results.jsonl`` (one run a line), merged."""
+    out = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            out += [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            out += json.loads(text)
+    return ordered(out)
+
+
 def table(results: list[dict]) -> str:
-    """One Markdown table per task: base, equal rollouts, equal wall time, per seed, cost."""
+    """One Markdown table per task: base, equal rollouts, equal wall time, per seed, cost.
+
+    Equal rollouts compares every method at the shortest run's length ``S`` (the last two
+    evaluations at or before ``S``), so results files of different lengths can be merged."""
     lines = []
+    results = ordered(results)
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
         methods = list(dict.fromkeys(r["method"] for r in runs))
         budget = min(statistics.mean(r["train_s"] for r in runs if r["method"] == m) for m in methods)
-        steps = runs[0]["steps"]
-        lines += [f"### {task} ({steps} steps x 64 rollouts; equal wall time T = {budget:.0f} s of training)", "",
-                  "| method | base % | final % (equal rollouts) | per seed | at T % (equal wall time) | per seed "
-                  "| s/step | eval NFE |", "|---|---|---|---|---|---|---|---|"]
+        steps = min(r["steps"] for r in runs)
+        lines += [f"### {task} (equal rollouts: step {steps} x 64 rollouts; equal wall time T = {budget:.0f} s "
+                  "of training)", "",
+                  "| method | steps | seeds | base % | final % (equal rollouts) | per seed | at T % (equal wall time) "
+                  "| per seed | s/step | eval NFE |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in methods:
-            rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
-            fin = [final(r) for r in rs]
+            rs = [r for r in runs if r["method"] == m]
+            fin = [final(r, steps) for r in rs]
             at_t = [at_seconds(r, budget) for r in rs]
             nfe = statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs)
-            lines.append(f"| {m} | {mean_sd([r['evals'][0]['accuracy'] for r in rs])} | {mean_sd(fin)} | "
+            lines.append(f"| {m} | {'/'.join(str(v) for v in dict.fromkeys(r['steps'] for r in rs))} | "
+                         f"{len(rs)} | {mean_sd([r['evals'][0]['accuracy'] for r in rs])} | {mean_sd(fin)} | "
                          f"{' / '.join(f'{100 * v:.1f}' for v in fin)} | {mean_sd(at_t)} | "
                          f"{' / '.join(f'{100 * v:.1f}' for v in at_t)} | "
                          f"{statistics.mean(r['train_s'] / r['steps'] for r in rs):.2f} | {nfe:.1f} |")
@@ -213,6 +244,7 @@ def plots(results: list[dict], out: Path) -> None:
 
 
 def report(results: list[dict], out: Path) -> None:
+    results = ordered(results)
     text = table(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
@@ -234,12 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--no-sweep", action="store_true", help="skip the eb/fast-dllm sweeps (base and trained models)")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel (processes, one thread each)")
-    ap.add_argument("--out", type=Path, default=Path("bench-results/compare"))
-    ap.add_argument("--report", type=Path, metavar="RESULTS_JSON", help="train nothing: table and plots again")
+    ap.add_argument("--out", type=Path, default=None, help="default bench-results/compare; with --report, "
+                    "the first results file's folder")
+    ap.add_argument("--report", type=Path, nargs="+", metavar="RESULTS",
+                    help="train nothing: table and plots again from results.json / results.jsonl files (merged)")
     args = ap.parse_args(argv)
     if args.report:
-        report(json.loads(args.report.read_text()), args.report.parent)
+        report(load(args.report), args.out or args.report[0].parent)
         return
+    args.out = args.out or Path("bench-results/compare")
     jobs = []
     for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike
         for task in args.tasks:
@@ -248,21 +283,26 @@ def main(argv: list[str] | None = None) -> None:
                 jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep,
                              not args.no_sweep))
     results = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "results.jsonl"  # one line per finished run: a stopped benchmark keeps what it measured
+    partial.write_text("")
+
+    def done(res: dict) -> None:
+        results.append(res)
+        with open(partial, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
+              file=sys.stderr, flush=True)
+
     if args.workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(args.workers) as pool:
-            for res in pool.imap(_job, jobs):
-                results.append(res)
-                print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} "
-                      f"({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)
+            for res in pool.imap_unordered(_job, jobs):
+                done(res)
     else:
         for job in jobs:
-            res = _job(job)
-            results.append(res)
-            print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
-                  file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+            done(_job(job))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     report(results, args.out)
 

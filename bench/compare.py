@@ -28,7 +28,8 @@ method alike; the wall-time figures are still only as good as the machine was qu
 
 Per run it also sweeps the eb (entropy budgets) and fast-dllm (thresholds) samplers on the
 trained model, and once per task on the base, for the accuracy-vs-NFE frontier
-(``dmpo frontier OUT/sweeps.jsonl`` prints and plots it).
+(``dmpo frontier OUT/sweeps.jsonl`` prints and plots it; ``table.md`` ends with the sweeps' accuracy / NFE
+per model, next to each method's own evaluation sampler at step 0 and at its last step).
 
 Writes ``results.jsonl`` (a line per run as it finishes, so a stopped benchmark keeps its finished
 runs), ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
@@ -212,6 +213,43 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def frontier_table(results: list[dict]) -> str:
+    """Per task, accuracy % / NFE of every sweep setting (mean over seeds) on the base and on each method's
+    trained models, and of each method's own evaluation sampler at its last step; ``*`` marks the points
+    that no other point of the task beats (at least as accurate with no more forwards, one strictly)."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        sw = [s for r in runs for s in r["sweeps"]]
+        if not sw:
+            continue
+        settings = list(dict.fromkeys((s["sampler"], s.get("gamma", s.get("threshold"))) for s in sw))
+        cells: dict[tuple, tuple[float, float]] = {}
+        for model in dict.fromkeys(s["model"] for s in sw):
+            for st in settings:
+                pts = [s for s in sw if s["model"] == model and (s["sampler"], s.get("gamma", s.get("threshold"))) == st]
+                if pts:
+                    cells[(model, st)] = (statistics.mean(s["accuracy"] for s in pts),
+                                          statistics.mean(s["mean_nfe"] for s in pts))
+        for m in dict.fromkeys(r["method"] for r in runs):
+            rs = [r for r in runs if r["method"] == m]
+            cells[(m, ("own", "step 0"))] = (statistics.mean(r["evals"][0]["accuracy"] for r in rs),
+                                             statistics.mean(r["evals"][0]["mean_nfe"] or 0 for r in rs))
+            cells[(m, ("own", "last"))] = (statistics.mean(r["evals"][-1]["accuracy"] for r in rs),
+                                           statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs))
+        best = {k for k, (a, n) in cells.items()
+                if not any((a2 >= a and n2 <= n) and (a2 > a or n2 < n) for a2, n2 in cells.values())}
+        cols = settings + [("own", "step 0"), ("own", "last")]
+        lines += [f"### {task}: accuracy % / mean NFE (greedy; sweeps: mean over the models' seeds)", "",
+                  "| model | " + " | ".join(f"{a} {b}" for a, b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for model in dict.fromkeys(k[0] for k in cells):
+            row = [f"{100 * cells[(model, c)][0]:.1f} / {cells[(model, c)][1]:.1f}"
+                   f"{' *' if (model, c) in best else ''}" if (model, c) in cells else "-" for c in cols]
+            lines.append(f"| {model} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def plots(results: list[dict], out: Path) -> None:
     """Accuracy vs rollouts, vs training seconds, vs evaluation NFE (mean over seeds per point)."""
     import matplotlib
@@ -246,6 +284,8 @@ def plots(results: list[dict], out: Path) -> None:
 def report(results: list[dict], out: Path) -> None:
     results = ordered(results)
     text = table(results)
+    front = frontier_table(results)
+    text += ("\n" + front) if front else ""
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
     with open(out / "sweeps.jsonl", "w", encoding="utf-8") as fh:

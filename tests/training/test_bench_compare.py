@@ -1,5 +1,6 @@
 """``bench/compare.py``: every method at the run's scale and 64 rollouts a step; ``--report`` merges results files
-(a finished ``results.json`` and the ``results.jsonl`` of a stopped run) into one table with a steps column."""
+(a finished ``results.json`` and the ``results.jsonl`` of a stopped run) into one table with a steps column,
+and the accuracy-vs-NFE table of the sweeps and the methods' own samplers."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_report_merges_results_files_and_compares_at_the_shortest_runs_length(tm
                           str(tmp_path / "results.json"), str(tmp_path / "more.jsonl"), "--out", str(tmp_path / "rep")],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| method")}
+            for line in out.split("accuracy % / mean NFE")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
     assert "step 4 x 64 rollouts" in out  # the shortest run's length
     assert "T = 4 s" in out  # diffu-grpo's 8 steps x 0.5 s, the shortest mean training time
     # method order is METHODS', whatever order the files give; steps and seed count per method
@@ -63,6 +65,8 @@ def test_report_merges_results_files_and_compares_at_the_shortest_runs_length(tm
     # at T = 4 s: dmpo (1 s a step) is read at step 4, dmpo-paper (10 s a step) only at step 0
     assert rows["dmpo"][6] == "50.0 / 60.0" and rows["dmpo-paper"][6] == "30.0"
     assert rows["dmpo-paper"][7] == "10.00"  # s/step
+    # the sampler frontier: the sweep's mean over seeds, and each method's own evaluation sampler at its last step
+    assert "| dmpo | 75.0 / 5.0 * | 30.0 / 8.0 | 75.0 / 8.0 |" in out  # eb 0.1 on seeds 0 and 1 beats every other point
     for name in ("table.md", "sweeps.jsonl", "sudoku-rollouts.png", "sudoku-seconds.png", "sudoku-nfe.png"):
         assert (tmp_path / "rep" / name).is_file(), name
     assert len((tmp_path / "rep" / "sweeps.jsonl").read_text().splitlines()) == 4

@@ -5,6 +5,7 @@
                             [--workers 1] [--out bench-results/compare]
     python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--out DIR]
                                                           # table and plots again, several results merged
+    python bench/compare.py --signals bench-results/compare/runs  # reward, gradient norm, weights per 50 steps
 
 Every run starts from the task's built-in base with its shipped recipe and changes only what
 the method is (a baseline is never handicapped: each method keeps its own paper's defaults
@@ -296,6 +297,32 @@ def report(results: list[dict], out: Path) -> None:
     print(text)
 
 
+SIGNALS = ("reward_mean", "grad_norm", "weight_max", "ess_mean", "log_rnd_mean", "groups_without_signal",
+           "kl_mean")
+
+
+def signals(runs_dir: Path, window: int = 50) -> str:
+    """What the updates saw: per task and method, the mean over seeds of each training record's ``SIGNALS``
+    (those the method logs) over windows of ``window`` steps, from the run folders' ``metrics.jsonl``."""
+    groups: dict[tuple[str, str], list[list[dict]]] = {}
+    for metrics in sorted(runs_dir.glob("*-s*/metrics.jsonl")):
+        task, method = metrics.parent.name.rsplit("-s", 1)[0].split("-", 1)
+        records = [json.loads(ln) for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        groups.setdefault((task, method), []).append([r for r in records if not r.get("eval") and "step" in r])
+    lines = [f"| task | method | seeds | steps | {' | '.join(SIGNALS)} |", "|---" * (len(SIGNALS) + 4) + "|"]
+    for (task, method), runs in groups.items():
+        last = max(r["step"] for rs in runs for r in rs)
+        for lo in range(1, last + 1, window):
+            rows = [r for rs in runs for r in rs if lo <= r["step"] < lo + window]
+            cells = []
+            for key in SIGNALS:
+                vals = [float(r[key]) for r in rows if key in r]
+                cells.append(f"{statistics.mean(vals):.3f}" if vals else "-")
+            lines.append(f"| {task} | {method} | {len(runs)} | {lo}-{min(lo + window - 1, last)} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -310,7 +337,12 @@ def main(argv: list[str] | None = None) -> None:
                     "the first results file's folder")
     ap.add_argument("--report", type=Path, nargs="+", metavar="RESULTS",
                     help="train nothing: table and plots again from results.json / results.jsonl files (merged)")
+    ap.add_argument("--signals", type=Path, metavar="RUNS_DIR",
+                    help="train nothing: print the training signals of the run folders in RUNS_DIR (OUT/runs)")
     args = ap.parse_args(argv)
+    if args.signals:
+        print(signals(args.signals))
+        return
     if args.report:
         report(load(args.report), args.out or args.report[0].parent)
         return

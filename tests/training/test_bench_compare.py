@@ -77,3 +77,17 @@ def test_a_run_given_twice_keeps_its_last_copy():
     runs = bench.ordered([_run("diffpo", 0, 8, [0.3, 0.3, 0.3]), _run("dmpo", 0, 8, [0.3, 0.4, 0.5]),
                           _run("diffpo", 0, 8, [0.3, 0.6, 0.7])])
     assert [r["method"] for r in runs] == ["dmpo", "diffpo"] and runs[1]["evals"][-1]["accuracy"] == 0.7
+
+
+def test_signals_average_the_training_records_over_seeds_and_windows(tmp_path):
+    bench = _bench()
+    for seed, grad in ((0, 1.0), (1, 3.0)):
+        run = tmp_path / f"countdown-diffu-grpo-s{seed}"
+        run.mkdir()
+        records = [{"step": 0, "eval": True, "eval_accuracy": 0.2}] + [
+            {"step": s, "reward_mean": 0.1 * s, "grad_norm": grad, "groups_without_signal": 4.0} for s in (1, 2, 3)]
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    rows = bench.signals(tmp_path, window=2).splitlines()
+    # steps 1-2 of both seeds: reward (0.1 + 0.2) / 2, gradient norm (1 + 3) / 2; a method's unlogged signals are "-"
+    assert rows[2] == "| countdown | diffu-grpo | 2 | 1-2 | 0.150 | 2.000 | - | - | - | 4.000 | - |"
+    assert rows[3].startswith("| countdown | diffu-grpo | 2 | 3-3 | 0.300 |")

@@ -3,7 +3,8 @@
     python bench/compare.py [--tasks sudoku countdown] [--methods dmpo dmpo-paper diffu-grpo diffpo]
                             [--seeds 0 1 2] [--steps 1000] [--eval-every 50] [--eval-size 256]
                             [--workers 1] [--out bench-results/compare]
-    python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--out DIR]
+    python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--seeds 0 1]
+                            [--out DIR]
                                                           # table and plots again, several results merged
     python bench/compare.py --signals bench-results/compare/runs  # reward, gradient norm, weights per 50 steps
 
@@ -262,17 +263,19 @@ def plots(results: list[dict], out: Path) -> None:
         runs = [r for r in results if r["task"] == task]
         for axis, label in (("rollouts", "rollouts"), ("seconds", "training seconds"), ("mean_nfe", "eval NFE")):
             fig, ax = plt.subplots(figsize=(5, 3.5))
+            colour = {"base": "grey"}
             for m in dict.fromkeys(r["method"] for r in runs):
                 rs = [r for r in runs if r["method"] == m]
                 points = list(zip(*[[(e[axis] or 0, e["accuracy"]) for e in r["evals"]] for r in rs]))
                 xs = [statistics.mean(p[0] for p in pt) for pt in points]
                 ys = [100 * statistics.mean(p[1] for p in pt) for pt in points]
-                ax.plot(xs, ys, marker="o", label=m)
+                colour[m] = ax.plot(xs, ys, marker="o", label=m)[0].get_color()
             if axis == "mean_nfe":  # the samplers' frontier on the base and the trained models
                 sw = [s for r in runs for s in r["sweeps"]]
                 for model in dict.fromkeys(s["model"] for s in sw):
                     pts = sorted((s["mean_nfe"], 100 * s["accuracy"]) for s in sw if s["model"] == model)
-                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.5, label=f"{model} sweep")
+                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.5, label=f"{model} sweep",
+                               color=colour.get(model), marker="x" if model == "base" else "o")
             ax.set_xlabel(label)
             ax.set_ylabel("held-out accuracy %")
             ax.set_title(task)
@@ -301,12 +304,15 @@ SIGNALS = ("reward_mean", "grad_norm", "weight_max", "ess_mean", "log_rnd_mean",
            "kl_mean")
 
 
-def signals(runs_dir: Path, window: int = 50) -> str:
+def signals(runs_dir: Path, window: int = 50, seeds: list[int] | None = None) -> str:
     """What the updates saw: per task and method, the mean over seeds of each training record's ``SIGNALS``
     (those the method logs) over windows of ``window`` steps, from the run folders' ``metrics.jsonl``."""
     groups: dict[tuple[str, str], list[list[dict]]] = {}
     for metrics in sorted(runs_dir.glob("*-s*/metrics.jsonl")):
-        task, method = metrics.parent.name.rsplit("-s", 1)[0].split("-", 1)
+        name, seed = metrics.parent.name.rsplit("-s", 1)
+        if seeds is not None and int(seed) not in seeds:
+            continue
+        task, method = name.split("-", 1)
         records = [json.loads(ln) for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
         groups.setdefault((task, method), []).append([r for r in records if not r.get("eval") and "step" in r])
     lines = [f"| task | method | seeds | steps | {' | '.join(SIGNALS)} |", "|---" * (len(SIGNALS) + 4) + "|"]
@@ -327,7 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="default 0 1 2; with --report or --signals, only these seeds' runs")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--eval-size", type=int, default=256)
@@ -341,11 +348,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="train nothing: print the training signals of the run folders in RUNS_DIR (OUT/runs)")
     args = ap.parse_args(argv)
     if args.signals:
-        print(signals(args.signals))
+        print(signals(args.signals, seeds=args.seeds))
         return
     if args.report:
-        report(load(args.report), args.out or args.report[0].parent)
+        runs = [r for r in load(args.report) if args.seeds is None or r["seed"] in args.seeds]
+        report(runs, args.out or args.report[0].parent)
         return
+    args.seeds = args.seeds or [0, 1, 2]
     args.out = args.out or Path("bench-results/compare")
     jobs = []
     for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike

@@ -70,6 +70,11 @@ def test_report_merges_results_files_and_compares_at_the_shortest_runs_length(tm
     for name in ("table.md", "sweeps.jsonl", "sudoku-rollouts.png", "sudoku-seconds.png", "sudoku-nfe.png"):
         assert (tmp_path / "rep" / name).is_file(), name
     assert len((tmp_path / "rep" / "sweeps.jsonl").read_text().splitlines()) == 4
+    # --seeds keeps only those seeds' runs
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--report", str(tmp_path / "results.json"),
+                          str(tmp_path / "more.jsonl"), "--seeds", "1", "--out", str(tmp_path / "rep1")],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert "| dmpo | 8 | 1 | 30.0 | 75.0 |" in out and "diffu-grpo" not in out.split("accuracy % / mean NFE")[0]
 
 
 def test_a_run_given_twice_keeps_its_last_copy():
@@ -91,3 +96,4 @@ def test_signals_average_the_training_records_over_seeds_and_windows(tmp_path):
     # steps 1-2 of both seeds: reward (0.1 + 0.2) / 2, gradient norm (1 + 3) / 2; a method's unlogged signals are "-"
     assert rows[2] == "| countdown | diffu-grpo | 2 | 1-2 | 0.150 | 2.000 | - | - | - | 4.000 | - |"
     assert rows[3].startswith("| countdown | diffu-grpo | 2 | 3-3 | 0.300 |")
+    assert bench.signals(tmp_path, window=2, seeds=[1]).splitlines()[2].startswith("| countdown | diffu-grpo | 1 | 1-2 | 0.150 | 3.000 |")

@@ -3,7 +3,10 @@
     python bench/compare.py [--tasks sudoku countdown] [--methods dmpo dmpo-paper diffu-grpo diffpo]
                             [--seeds 0 1 2] [--steps 1000] [--eval-every 50] [--eval-size 256]
                             [--workers 1] [--out bench-results/compare]
-    python bench/compare.py --report bench-results/compare/results.json   # table and plots again
+    python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--seeds 0 1]
+                            [--out DIR]
+                                                          # table and plots again, several results merged
+    python bench/compare.py --signals bench-results/compare/runs  # reward, gradient norm, weights per 50 steps
 
 Every run starts from the task's built-in base with its shipped recipe and changes only what
 the method is (a baseline is never handicapped: each method keeps its own paper's defaults
@@ -27,9 +30,11 @@ method alike; the wall-time figures are still only as good as the machine was qu
 
 Per run it also sweeps the eb (entropy budgets) and fast-dllm (thresholds) samplers on the
 trained model, and once per task on the base, for the accuracy-vs-NFE frontier
-(``dmpo frontier OUT/sweeps.jsonl`` prints and plots it).
+(``dmpo frontier OUT/sweeps.jsonl`` prints and plots it; ``table.md`` ends with the sweeps' accuracy / NFE
+per model, next to each method's own evaluation sampler at step 0 and at its last step).
 
-Writes ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
+Writes ``results.jsonl`` (a line per run as it finishes, so a stopped benchmark keeps its finished
+runs), ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
 ``<task>-rollouts.png``, ``<task>-seconds.png``, ``<task>-nfe.png`` to ``--out``.
 """
 
@@ -151,32 +156,98 @@ def at_seconds(run: dict, budget: float) -> float:
     return within[-1]["accuracy"]
 
 
-def final(run: dict) -> float:
-    """The mean of the last two evaluations (one evaluation is noisy, docs/results.md)."""
-    last = run["evals"][-2:] if len(run["evals"]) > 2 else run["evals"][-1:]
+def final(run: dict, steps: int | None = None) -> float:
+    """The mean of the last two evaluations at or before ``steps`` (default: the run's length;
+    one evaluation is noisy, docs/results.md)."""
+    evals = [e for e in run["evals"] if steps is None or e["step"] <= steps]
+    last = evals[-2:] if len(evals) > 2 else evals[-1:]
     return statistics.mean(e["accuracy"] for e in last)
 
 
+def ordered(results: list[dict]) -> list[dict]:
+    """Runs by task, method (the orders of TASKS and METHODS) and seed, whatever order they finished in;
+    a (task, method, seed) given twice keeps its last copy."""
+    runs = {(r["task"], r["method"], r["seed"]): r for r in results}
+    rank = {name: i for i, name in enumerate([*TASKS, *METHODS])}
+    return sorted(runs.values(), key=lambda r: (rank.get(r["task"], 99), r["task"], rank.get(r["method"], 99),
+                                                r["method"], r["seed"]))
+
+
+def load(paths: list[Path]) -> list[dict]:
+    """Runs from results files: ``results.json`` (a list) or ``results.jsonl`` (one run a line), merged."""
+    out = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            out += [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            out += json.loads(text)
+    return ordered(out)
+
+
 def table(results: list[dict]) -> str:
-    """One Markdown table per task: base, equal rollouts, equal wall time, per seed, cost."""
+    """One Markdown table per task: base, equal rollouts, equal wall time, per seed, cost.
+
+    Equal rollouts compares every method at the shortest run's length ``S`` (the last two
+    evaluations at or before ``S``), so results files of different lengths can be merged."""
     lines = []
+    results = ordered(results)
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
         methods = list(dict.fromkeys(r["method"] for r in runs))
         budget = min(statistics.mean(r["train_s"] for r in runs if r["method"] == m) for m in methods)
-        steps = runs[0]["steps"]
-        lines += [f"### {task} ({steps} steps x 64 rollouts; equal wall time T = {budget:.0f} s of training)", "",
-                  "| method | base % | final % (equal rollouts) | per seed | at T % (equal wall time) | per seed "
-                  "| s/step | eval NFE |", "|---|---|---|---|---|---|---|---|"]
+        steps = min(r["steps"] for r in runs)
+        lines += [f"### {task} (equal rollouts: step {steps} x 64 rollouts; equal wall time T = {budget:.0f} s "
+                  "of training)", "",
+                  "| method | steps | seeds | base % | final % (equal rollouts) | per seed | at T % (equal wall time) "
+                  "| per seed | s/step | eval NFE |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in methods:
-            rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
-            fin = [final(r) for r in rs]
+            rs = [r for r in runs if r["method"] == m]
+            fin = [final(r, steps) for r in rs]
             at_t = [at_seconds(r, budget) for r in rs]
             nfe = statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs)
-            lines.append(f"| {m} | {mean_sd([r['evals'][0]['accuracy'] for r in rs])} | {mean_sd(fin)} | "
+            lines.append(f"| {m} | {'/'.join(str(v) for v in dict.fromkeys(r['steps'] for r in rs))} | "
+                         f"{len(rs)} | {mean_sd([r['evals'][0]['accuracy'] for r in rs])} | {mean_sd(fin)} | "
                          f"{' / '.join(f'{100 * v:.1f}' for v in fin)} | {mean_sd(at_t)} | "
                          f"{' / '.join(f'{100 * v:.1f}' for v in at_t)} | "
                          f"{statistics.mean(r['train_s'] / r['steps'] for r in rs):.2f} | {nfe:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def frontier_table(results: list[dict]) -> str:
+    """Per task, accuracy % / NFE of every sweep setting (mean over seeds) on the base and on each method's
+    trained models, and of each method's own evaluation sampler at its last step; ``*`` marks the points
+    that no other point of the task beats (at least as accurate with no more forwards, one strictly)."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in results):
+        runs = [r for r in results if r["task"] == task]
+        sw = [s for r in runs for s in r["sweeps"]]
+        if not sw:
+            continue
+        settings = list(dict.fromkeys((s["sampler"], s.get("gamma", s.get("threshold"))) for s in sw))
+        cells: dict[tuple, tuple[float, float]] = {}
+        for model in dict.fromkeys(s["model"] for s in sw):
+            for st in settings:
+                pts = [s for s in sw if s["model"] == model and (s["sampler"], s.get("gamma", s.get("threshold"))) == st]
+                if pts:
+                    cells[(model, st)] = (statistics.mean(s["accuracy"] for s in pts),
+                                          statistics.mean(s["mean_nfe"] for s in pts))
+        for m in dict.fromkeys(r["method"] for r in runs):
+            rs = [r for r in runs if r["method"] == m]
+            cells[(m, ("own", "step 0"))] = (statistics.mean(r["evals"][0]["accuracy"] for r in rs),
+                                             statistics.mean(r["evals"][0]["mean_nfe"] or 0 for r in rs))
+            cells[(m, ("own", "last"))] = (statistics.mean(r["evals"][-1]["accuracy"] for r in rs),
+                                           statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs))
+        best = {k for k, (a, n) in cells.items()
+                if not any((a2 >= a and n2 <= n) and (a2 > a or n2 < n) for a2, n2 in cells.values())}
+        cols = settings + [("own", "step 0"), ("own", "last")]
+        lines += [f"### {task}: accuracy % / mean NFE (greedy; sweeps: mean over the models' seeds)", "",
+                  "| model | " + " | ".join(f"{a} {b}" for a, b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for model in dict.fromkeys(k[0] for k in cells):
+            row = [f"{100 * cells[(model, c)][0]:.1f} / {cells[(model, c)][1]:.1f}"
+                   f"{' *' if (model, c) in best else ''}" if (model, c) in cells else "-" for c in cols]
+            lines.append(f"| {model} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -192,17 +263,19 @@ def plots(results: list[dict], out: Path) -> None:
         runs = [r for r in results if r["task"] == task]
         for axis, label in (("rollouts", "rollouts"), ("seconds", "training seconds"), ("mean_nfe", "eval NFE")):
             fig, ax = plt.subplots(figsize=(5, 3.5))
+            colour = {"base": "grey"}
             for m in dict.fromkeys(r["method"] for r in runs):
                 rs = [r for r in runs if r["method"] == m]
                 points = list(zip(*[[(e[axis] or 0, e["accuracy"]) for e in r["evals"]] for r in rs]))
                 xs = [statistics.mean(p[0] for p in pt) for pt in points]
                 ys = [100 * statistics.mean(p[1] for p in pt) for pt in points]
-                ax.plot(xs, ys, marker="o", label=m)
+                colour[m] = ax.plot(xs, ys, marker="o", label=m)[0].get_color()
             if axis == "mean_nfe":  # the samplers' frontier on the base and the trained models
                 sw = [s for r in runs for s in r["sweeps"]]
                 for model in dict.fromkeys(s["model"] for s in sw):
                     pts = sorted((s["mean_nfe"], 100 * s["accuracy"]) for s in sw if s["model"] == model)
-                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.5, label=f"{model} sweep")
+                    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.5, label=f"{model} sweep",
+                               color=colour.get(model), marker="x" if model == "base" else "o")
             ax.set_xlabel(label)
             ax.set_ylabel("held-out accuracy %")
             ax.set_title(task)
@@ -213,7 +286,10 @@ def plots(results: list[dict], out: Path) -> None:
 
 
 def report(results: list[dict], out: Path) -> None:
+    results = ordered(results)
     text = table(results)
+    front = frontier_table(results)
+    text += ("\n" + front) if front else ""
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
     with open(out / "sweeps.jsonl", "w", encoding="utf-8") as fh:
@@ -224,22 +300,62 @@ def report(results: list[dict], out: Path) -> None:
     print(text)
 
 
+SIGNALS = ("reward_mean", "grad_norm", "weight_max", "ess_mean", "log_rnd_mean", "groups_without_signal",
+           "kl_mean")
+
+
+def signals(runs_dir: Path, window: int = 50, seeds: list[int] | None = None) -> str:
+    """What the updates saw: per task and method, the mean over seeds of each training record's ``SIGNALS``
+    (those the method logs) over windows of ``window`` steps, from the run folders' ``metrics.jsonl``."""
+    groups: dict[tuple[str, str], list[list[dict]]] = {}
+    for metrics in sorted(runs_dir.glob("*-s*/metrics.jsonl")):
+        name, seed = metrics.parent.name.rsplit("-s", 1)
+        if seeds is not None and int(seed) not in seeds:
+            continue
+        task, method = name.split("-", 1)
+        records = [json.loads(ln) for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        groups.setdefault((task, method), []).append([r for r in records if not r.get("eval") and "step" in r])
+    lines = [f"| task | method | seeds | steps | {' | '.join(SIGNALS)} |", "|---" * (len(SIGNALS) + 4) + "|"]
+    for (task, method), runs in groups.items():
+        last = max(r["step"] for rs in runs for r in rs)
+        for lo in range(1, last + 1, window):
+            rows = [r for rs in runs for r in rs if lo <= r["step"] < lo + window]
+            cells = []
+            for key in SIGNALS:
+                vals = [float(r[key]) for r in rows if key in r]
+                cells.append(f"{statistics.mean(vals):.3f}" if vals else "-")
+            lines.append(f"| {task} | {method} | {len(runs)} | {lo}-{min(lo + window - 1, last)} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="default 0 1 2; with --report or --signals, only these seeds' runs")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--no-sweep", action="store_true", help="skip the eb/fast-dllm sweeps (base and trained models)")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel (processes, one thread each)")
-    ap.add_argument("--out", type=Path, default=Path("bench-results/compare"))
-    ap.add_argument("--report", type=Path, metavar="RESULTS_JSON", help="train nothing: table and plots again")
+    ap.add_argument("--out", type=Path, default=None, help="default bench-results/compare; with --report, "
+                    "the first results file's folder")
+    ap.add_argument("--report", type=Path, nargs="+", metavar="RESULTS",
+                    help="train nothing: table and plots again from results.json / results.jsonl files (merged)")
+    ap.add_argument("--signals", type=Path, metavar="RUNS_DIR",
+                    help="train nothing: print the training signals of the run folders in RUNS_DIR (OUT/runs)")
     args = ap.parse_args(argv)
-    if args.report:
-        report(json.loads(args.report.read_text()), args.report.parent)
+    if args.signals:
+        print(signals(args.signals, seeds=args.seeds))
         return
+    if args.report:
+        runs = [r for r in load(args.report) if args.seeds is None or r["seed"] in args.seeds]
+        report(runs, args.out or args.report[0].parent)
+        return
+    args.seeds = args.seeds or [0, 1, 2]
+    args.out = args.out or Path("bench-results/compare")
     jobs = []
     for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike
         for task in args.tasks:
@@ -248,21 +364,26 @@ def main(argv: list[str] | None = None) -> None:
                 jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep,
                              not args.no_sweep))
     results = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "results.jsonl"  # one line per finished run: a stopped benchmark keeps what it measured
+    partial.write_text("")
+
+    def done(res: dict) -> None:
+        results.append(res)
+        with open(partial, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
+              file=sys.stderr, flush=True)
+
     if args.workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(args.workers) as pool:
-            for res in pool.imap(_job, jobs):
-                results.append(res)
-                print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} "
-                      f"({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)
+            for res in pool.imap_unordered(_job, jobs):
+                done(res)
     else:
         for job in jobs:
-            res = _job(job)
-            results.append(res)
-            print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
-                  file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+            done(_job(job))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     report(results, args.out)
 

@@ -48,6 +48,7 @@ import attrs
 import torch
 
 from dmpo.backends.process_group import rank_range
+from dmpo_core.config import deep_merge
 from dmpo_core.errors import ConfigError, InvalidArgumentError
 
 INSTALL_HINT = "pip install 'dllm-dmpo[deepspeed]'"
@@ -209,7 +210,7 @@ def deepspeed_config(
     }
     if not user:
         return generated, []
-    merged = _merge(generated, user)
+    merged = deep_merge(generated, user)
     ours = {"optimizer.params.lr": "optim.lr", "optimizer.params.betas": "optim.beta1/beta2",
             "optimizer.params.weight_decay": "optim.weight_decay", "gradient_clipping": "optim.grad_clip",
             "bf16.enabled": "engine_options.bf16"}
@@ -219,17 +220,6 @@ def deepspeed_config(
         if before != after:
             notices.append(f"config_file sets {dotted}={after!r}, which replaces {before!r} from {source}")
     return merged, notices
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``, nested mappings key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _dig(config: Mapping[str, Any], dotted: str) -> Any:

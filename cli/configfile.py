@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from dmpo_core.config import set_dotted
+from dmpo_core.config import deep_merge, set_dotted
 from dmpo_core.errors import ConfigError
 
 
@@ -133,13 +133,7 @@ def drop_stale_options(base: dict[str, Any], override: dict[str, Any]) -> dict[s
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of nested dicts (override wins)."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return deep_merge(base, override)
 
 
 def apply_sets(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:

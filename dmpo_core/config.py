@@ -224,3 +224,14 @@ def cross_checks(checks: list[tuple[bool, str]], source: str = "config") -> None
     problems = [msg for ok, msg in checks if not ok]
     if problems:
         raise ConfigError(problems, source=source)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``, nested mappings key by key (override wins)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

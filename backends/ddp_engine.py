@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 
 from dmpo.backends.engines import LocalEngine
-from dmpo.backends.process_group import join, rank_range
+from dmpo.backends.process_group import ProcessGroupRanks, join
 
 
-class DataParallelEngine(LocalEngine):
+class DataParallelEngine(ProcessGroupRanks, LocalEngine):
     """Whole weights per rank, gradients averaged by one all-reduce per optimizer step."""
 
     def __init__(self, policy: Any, **optim: Any) -> None:
@@ -32,18 +32,6 @@ class DataParallelEngine(LocalEngine):
             with torch.no_grad():
                 for p in policy.trainable_parameters():
                     dist.broadcast(p.data, src=0)
-
-    @property
-    def rank(self) -> int:
-        return self._rank
-
-    @property
-    def world_size(self) -> int:
-        return self._world
-
-    @property
-    def is_main(self) -> bool:
-        return self._rank == 0
 
     def step(self) -> float:
         if self._world > 1:
@@ -73,27 +61,6 @@ class DataParallelEngine(LocalEngine):
                 offset += g.numel()
             if p is not None:
                 bucket, size = [p.grad], p.numel()
-
-    def shard(self, n: int) -> range:
-        return rank_range(n, self._rank, self._world)
-
-    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self._world == 1:
-            return tensor
-        parts = [torch.empty_like(tensor) for _ in range(self._world)]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts, dim=0)
-
-    def gather_objects(self, obj: Any) -> list[Any]:
-        if self._world == 1:
-            return [obj]
-        out: list[Any] = [None] * self._world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self._world > 1:
-            dist.barrier()
 
     @contextlib.contextmanager
     def full_parameters(self, policy: Any, *, writable: bool = False) -> Iterator[None]:

@@ -47,7 +47,7 @@ from typing import Any
 import attrs
 import torch
 
-from dmpo.backends.process_group import rank_range
+from dmpo.backends.process_group import ProcessGroupRanks, rank_range
 from dmpo_core.config import deep_merge
 from dmpo_core.errors import ConfigError, InvalidArgumentError
 
@@ -291,7 +291,7 @@ def init_process_group(deepspeed: Any) -> tuple[int, int, int]:
 # ---------------------------------------------------------------------------------------
 
 
-class DeepSpeedEngine:
+class DeepSpeedEngine(ProcessGroupRanks):
     """Satisfies :class:`dmpo_core.contracts.Engine` with DeepSpeed ZeRO-2/3 over every rank.
 
     ``stats`` holds seconds and counts of what the engine itself communicates (the gathers of
@@ -439,47 +439,6 @@ class DeepSpeedEngine:
         self.scheduler.load_state_dict(state["scheduler"])
 
     # -- contract: ranks -----------------------------------------------------------------------
-
-    @property
-    def rank(self) -> int:
-        """This process's rank (``RANK`` of the launcher, 0 without one)."""
-        return self._rank
-
-    @property
-    def world_size(self) -> int:
-        """Ranks training together (``WORLD_SIZE``, 1 without a launcher)."""
-        return self._world
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 writes metrics, progress and the consolidated policy."""
-        return self._rank == 0
-
-    def shard(self, n: int) -> range:
-        """This rank's contiguous share of ``range(n)`` (:func:`shard_range`)."""
-        return shard_range(n, self._rank, self._world)
-
-    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every rank's ``tensor`` (equal shapes) concatenated on dim 0 in rank order, on ``tensor``'s device."""
-        if self._world == 1:
-            return tensor
-        comm = tensor.detach().to(self._device).contiguous()  # gloo: CPU, nccl: this rank's GPU
-        parts = [torch.empty_like(comm) for _ in range(self._world)]
-        torch.distributed.all_gather(parts, comm)
-        return torch.cat(parts, dim=0).to(tensor.device)  # [world * N, ...]
-
-    def gather_objects(self, obj: Any) -> list[Any]:
-        """Every rank's picklable ``obj``, in rank order."""
-        if self._world == 1:
-            return [obj]
-        out: list[Any] = [None] * self._world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        """Wait for every rank."""
-        if self._world > 1:
-            torch.distributed.barrier()
 
     # -- contract: whole parameters --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -47,3 +48,53 @@ def local_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+class ProcessGroupRanks:
+    """The rank members of an engine over the default process group, for an engine that sets
+    ``_rank``, ``_world`` and ``_device`` (its device: where nccl's tensors must be)."""
+
+    _rank: int
+    _world: int
+    _device: torch.device
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (``RANK`` of the launcher, 0 without one)."""
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        """Ranks training together (``WORLD_SIZE``, 1 without a launcher)."""
+        return self._world
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes metrics, progress and the consolidated policy."""
+        return self._rank == 0
+
+    def shard(self, n: int) -> range:
+        """This rank's contiguous share of ``range(n)`` (:func:`rank_range`)."""
+        return rank_range(n, self._rank, self._world)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` (equal shapes) concatenated on dim 0 in rank order, on ``tensor``'s device."""
+        if self._world == 1:
+            return tensor
+        comm = tensor.detach().to(self._device).contiguous()  # gloo: CPU, nccl: this rank's GPU
+        parts = [torch.empty_like(comm) for _ in range(self._world)]
+        dist.all_gather(parts, comm)
+        return torch.cat(parts, dim=0).to(tensor.device)  # [world * N, ...]
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's picklable ``obj``, in rank order."""
+        if self._world == 1:
+            return [obj]
+        out: list[Any] = [None] * self._world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self._world > 1:
+            dist.barrier()

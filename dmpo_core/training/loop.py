@@ -258,7 +258,7 @@ def train(
             samples = sample_group_batch(
                 policy, comp.sampler, task, items, group_size=rc.group_size, gen_length=rc.gen_length,
                 batch_rows=rc.batch_rows, generator=keyed or gen,
-                width=None if keyed is None else prompt_width(policy, task, all_items),
+                width=prompt_width(policy, task, all_items) if engine.world_size > 1 else None,
             )  # rows [B*G] (this rank's groups)
         times["rollout"], tick = time.perf_counter() - tick, time.perf_counter()
 

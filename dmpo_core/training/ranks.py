@@ -31,31 +31,8 @@ class _OneProcess(SingleProcess):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # everything SingleProcess does not answer: the engine's
         return getattr(self._engine, name)
-
-    @property
-    def device(self) -> torch.device:
-        return self._engine.device
-
-    @property
-    def lr(self) -> float:
-        return self._engine.lr
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self._engine.backward(loss)
-
-    def step(self) -> float:
-        return self._engine.step()
-
-    def zero_grad(self) -> None:
-        self._engine.zero_grad()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._engine.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._engine.load_state_dict(state)
 
 
 def ranked(engine: Engine) -> Any:

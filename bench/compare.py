@@ -3,10 +3,13 @@
     python bench/compare.py [--tasks sudoku countdown] [--methods dmpo dmpo-paper diffu-grpo diffpo]
                             [--seeds 0 1 2] [--steps 1000] [--eval-every 50] [--eval-size 256]
                             [--workers 1] [--out bench-results/compare]
+                            [--lrs 5e-5 1e-4 2e-4 4e-4]   # a learning-rate grid: every method gets the same tries
+                            [--lr countdown:dmpo=1e-4 ...] # one method's learning rate on one task
     python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--seeds 0 1]
                             [--out DIR]
                                                           # table and plots again, several results merged
     python bench/compare.py --signals bench-results/compare/runs  # reward, gradient norm, weights per 50 steps
+    python bench/compare.py --tuning bench-results/tune/results.jsonl  # the grid's tries and each pick
 
 Every run starts from the task's built-in base with its shipped recipe and changes only what
 the method is (a baseline is never handicapped: each method keeps its own paper's defaults
@@ -32,6 +35,12 @@ Per run it also sweeps the eb (entropy budgets) and fast-dllm (thresholds) sampl
 trained model, and once per task on the base, for the accuracy-vs-NFE frontier
 (``dmpo frontier OUT/sweeps.jsonl`` prints and plots it; ``table.md`` ends with the sweeps' accuracy / NFE
 per model, next to each method's own evaluation sampler at step 0 and at its last step).
+
+Tuning: ``--lrs`` runs every (task, method, seed) at each learning rate of the grid (the same tries
+for every method); ``--tuning`` lists the tries and picks, per task and method, the rate with the
+highest mean rollout reward over the last 50 training steps (a training signal: the held-out
+problems that the table reports play no part in the pick). A run's ``lr`` is null when it keeps the
+recipe's; a method at another rate is labelled ``METHOD@LR`` in the tables and plots.
 
 Writes ``results.jsonl`` (a line per run as it finishes, so a stopped benchmark keeps its finished
 runs), ``results.json``, ``sweeps.jsonl``, ``table.md`` and the plots
@@ -66,8 +75,9 @@ SWEEP = [("eb", {"gamma": g}) for g in (0.01, 0.1, 0.5, 1.0, 2.0)] + [
     ("fast-dllm", {"threshold": t}) for t in (0.5, 0.7, 0.9)]
 
 
-def method_config(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int):
-    """The task's recipe < the method's preset < its overrides < the run's scale (no time budget)."""
+def method_config(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int,
+                  lr: float | None = None):
+    """The task's recipe < the method's preset < its overrides < the run's scale (no time budget) < ``lr``."""
     from dmpo_core.training import TrainConfig
     from dmpo_core.training.presets import preset
 
@@ -82,6 +92,8 @@ def method_config(task: str, method: str, seed: int, steps: int, eval_every: int
     data = configfile.layer(data, {"seed": seed, "total_steps": steps, "eval_every": eval_every,
                                    "eval_size": eval_size, "eval_batch_size": eval_size, "save_every": 0,
                                    "max_minutes": None})
+    if lr is not None:
+        data = configfile.layer(data, {"optim": {"lr": lr}})
     return TrainConfig.from_dict(data, source=f"{task}/{method}")
 
 
@@ -104,16 +116,22 @@ def sweep(policy: Any, task_obj: Any, cfg: Any, items: list, label: dict) -> lis
     return out
 
 
+def label(method: str, lr: float | None) -> str:
+    """``METHOD`` at the recipe's learning rate, ``METHOD@LR`` at another."""
+    return method if lr is None else f"{method}@{lr:g}"
+
+
 def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int, out: Path,
-            base_sweep: bool, trained_sweep: bool = True) -> dict:
-    """Train one (task, method, seed); return its evaluations and sweeps."""
+            base_sweep: bool, trained_sweep: bool = True, lr: float | None = None) -> dict:
+    """Train one (task, method, seed) at the recipe's learning rate or ``lr``; return its evaluations,
+    sweeps and the mean rollout reward of its last 50 steps (the tuning signal)."""
     import torch
 
     from dmpo_core.training import build, train
 
     torch.set_num_threads(1)
-    cfg = method_config(task, method, seed, steps, eval_every, eval_size)
-    run_dir = out / "runs" / f"{task}-{method}-s{seed}"
+    cfg = method_config(task, method, seed, steps, eval_every, eval_size, lr)
+    run_dir = out / "runs" / f"{task}-{label(method, lr)}-s{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     comp = build.build_components(cfg)
@@ -134,9 +152,10 @@ def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval
             evals.append({"step": r["step"], "rollouts": r["step"] * rows, "seconds": step_s.get(r["step"], 0.0),
                           "accuracy": r["eval_accuracy"], "mean_nfe": r.get("eval_mean_nfe")})
     if trained_sweep:
-        sweeps += sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": method, "seed": seed})
-    return {"task": task, "method": method, "seed": seed, "steps": steps, "evals": evals, "wall_s": wall,
-            "train_s": seconds, "sweeps": sweeps}
+        sweeps += sweep(comp.policy, comp.task, cfg, items, {"task": task, "model": label(method, lr), "seed": seed})
+    rewards = [r["reward_mean"] for r in records if not r.get("eval") and "reward_mean" in r]
+    return {"task": task, "method": method, "lr": lr, "seed": seed, "steps": steps, "evals": evals, "wall_s": wall,
+            "train_s": seconds, "sweeps": sweeps, "reward_last50": statistics.mean(rewards[-50:]) if rewards else None}
 
 
 def _job(args: tuple) -> dict:
@@ -165,12 +184,16 @@ def final(run: dict, steps: int | None = None) -> float:
 
 
 def ordered(results: list[dict]) -> list[dict]:
-    """Runs by task, method (the orders of TASKS and METHODS) and seed, whatever order they finished in;
-    a (task, method, seed) given twice keeps its last copy."""
-    runs = {(r["task"], r["method"], r["seed"]): r for r in results}
+    """Runs by task, method (the orders of TASKS and METHODS), learning rate and seed, whatever order they
+    finished in, each with its ``name`` (``label``); a (task, method, lr, seed) given twice keeps its last copy."""
+    runs = {}
+    for r in results:
+        r = {**r, "lr": r.get("lr")}
+        r["name"] = label(r["method"], r["lr"])
+        runs[(r["task"], r["method"], r["lr"], r["seed"])] = r
     rank = {name: i for i, name in enumerate([*TASKS, *METHODS])}
     return sorted(runs.values(), key=lambda r: (rank.get(r["task"], 99), r["task"], rank.get(r["method"], 99),
-                                                r["method"], r["seed"]))
+                                                r["method"], -1.0 if r["lr"] is None else r["lr"], r["seed"]))
 
 
 def load(paths: list[Path]) -> list[dict]:
@@ -194,15 +217,15 @@ def table(results: list[dict]) -> str:
     results = ordered(results)
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
-        methods = list(dict.fromkeys(r["method"] for r in runs))
-        budget = min(statistics.mean(r["train_s"] for r in runs if r["method"] == m) for m in methods)
+        methods = list(dict.fromkeys(r["name"] for r in runs))
+        budget = min(statistics.mean(r["train_s"] for r in runs if r["name"] == m) for m in methods)
         steps = min(r["steps"] for r in runs)
         lines += [f"### {task} (equal rollouts: step {steps} x 64 rollouts; equal wall time T = {budget:.0f} s "
                   "of training)", "",
                   "| method | steps | seeds | base % | final % (equal rollouts) | per seed | at T % (equal wall time) "
                   "| per seed | s/step | eval NFE |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in methods:
-            rs = [r for r in runs if r["method"] == m]
+            rs = [r for r in runs if r["name"] == m]
             fin = [final(r, steps) for r in rs]
             at_t = [at_seconds(r, budget) for r in rs]
             nfe = statistics.mean(r["evals"][-1]["mean_nfe"] or 0 for r in rs)
@@ -233,8 +256,8 @@ def frontier_table(results: list[dict]) -> str:
                 if pts:
                     cells[(model, st)] = (statistics.mean(s["accuracy"] for s in pts),
                                           statistics.mean(s["mean_nfe"] for s in pts))
-        for m in dict.fromkeys(r["method"] for r in runs):
-            rs = [r for r in runs if r["method"] == m]
+        for m in dict.fromkeys(r["name"] for r in runs):
+            rs = [r for r in runs if r["name"] == m]
             cells[(m, ("own", "step 0"))] = (statistics.mean(r["evals"][0]["accuracy"] for r in rs),
                                              statistics.mean(r["evals"][0]["mean_nfe"] or 0 for r in rs))
             cells[(m, ("own", "last"))] = (statistics.mean(r["evals"][-1]["accuracy"] for r in rs),
@@ -264,8 +287,8 @@ def plots(results: list[dict], out: Path) -> None:
         for axis, label in (("rollouts", "rollouts"), ("seconds", "training seconds"), ("mean_nfe", "eval NFE")):
             fig, ax = plt.subplots(figsize=(5, 3.5))
             colour = {"base": "grey"}
-            for m in dict.fromkeys(r["method"] for r in runs):
-                rs = [r for r in runs if r["method"] == m]
+            for m in dict.fromkeys(r["name"] for r in runs):
+                rs = [r for r in runs if r["name"] == m]
                 points = list(zip(*[[(e[axis] or 0, e["accuracy"]) for e in r["evals"]] for r in rs]))
                 xs = [statistics.mean(p[0] for p in pt) for pt in points]
                 ys = [100 * statistics.mean(p[1] for p in pt) for pt in points]
@@ -298,6 +321,48 @@ def report(results: list[dict], out: Path) -> None:
                 fh.write(json.dumps(s) + "\n")
     plots(results, out)
     print(text)
+
+
+def tuning(results: list[dict]) -> str:
+    """The learning-rate tries per task and method, and each pick: the rate with the highest mean (over the
+    seeds) of the rollout reward over the last 50 training steps; held-out accuracy is shown, never used."""
+    lines = ["| task | method | lr | seeds | rollout reward, last 50 steps | held-out final % | pick |",
+             "|---|---|---|---|---|---|---|"]
+    picks = []
+    results = ordered(results)
+    for task, method in dict.fromkeys((r["task"], r["method"]) for r in results):
+        runs = [r for r in results if (r["task"], r["method"]) == (task, method) and r.get("reward_last50") is not None]
+        tries: dict[float | None, list[dict]] = {}
+        for r in runs:
+            tries.setdefault(r["lr"], []).append(r)
+        if not tries:
+            continue
+        best = max(tries, key=lambda lr: statistics.mean(r["reward_last50"] for r in tries[lr]))
+        picks.append(f"{task}:{method}={'recipe' if best is None else f'{best:g}'}")
+        for lr, rs in tries.items():
+            lines.append(f"| {task} | {method} | {'recipe' if lr is None else f'{lr:g}'} | "
+                         f"{'/'.join(str(r['seed']) for r in rs)} | "
+                         f"{statistics.mean(r['reward_last50'] for r in rs):.3f} | {mean_sd([final(r) for r in rs])} | "
+                         f"{'yes' if lr == best else ''} |")
+    return "\n".join(lines + ["", "picks: " + " ".join(picks)])
+
+
+def parse_lr(specs: list[str]) -> dict[tuple[str, str], float | None]:
+    """``TASK:METHOD=LR`` (LR a number or ``recipe``) -> {(task, method): lr}."""
+    out = {}
+    for spec in specs:
+        key, _, value = spec.partition("=")
+        task, _, method = key.partition(":")
+        if task not in TASKS or method not in METHODS or not value:
+            raise SystemExit(f"--lr {spec}: expected TASK:METHOD=LR with a task of {list(TASKS)} "
+                             f"and a method of {list(METHODS)}")
+        out[(task, method)] = None if value == "recipe" else float(value)
+    return out
+
+
+def recipe_lr(task: str, method: str) -> float:
+    """The learning rate a method runs at on a task when the benchmark does not set one."""
+    return method_config(task, method, 0, 1, 1, 1).optim.lr
 
 
 SIGNALS = ("reward_mean", "grad_norm", "weight_max", "ess_mean", "log_rnd_mean", "groups_without_signal",
@@ -344,11 +409,20 @@ def main(argv: list[str] | None = None) -> None:
                     "the first results file's folder")
     ap.add_argument("--report", type=Path, nargs="+", metavar="RESULTS",
                     help="train nothing: table and plots again from results.json / results.jsonl files (merged)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=None,
+                    help="a learning-rate grid: every (task, method, seed) runs at each (the same tries for every method)")
+    ap.add_argument("--lr", nargs="+", default=[], metavar="TASK:METHOD=LR",
+                    help="one method's learning rate on one task (a number or 'recipe'), e.g. the picks of --tuning")
+    ap.add_argument("--tuning", type=Path, nargs="+", metavar="RESULTS",
+                    help="train nothing: the learning-rate tries of results files and each method's pick")
     ap.add_argument("--signals", type=Path, metavar="RUNS_DIR",
                     help="train nothing: print the training signals of the run folders in RUNS_DIR (OUT/runs)")
     args = ap.parse_args(argv)
     if args.signals:
         print(signals(args.signals, seeds=args.seeds))
+        return
+    if args.tuning:
+        print(tuning(load(args.tuning)))
         return
     if args.report:
         runs = [r for r in load(args.report) if args.seeds is None or r["seed"] in args.seeds]
@@ -356,13 +430,18 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.seeds = args.seeds or [0, 1, 2]
     args.out = args.out or Path("bench-results/compare")
+    chosen = parse_lr(args.lr)
     jobs = []
     for seed in args.seeds:  # interleaved, so a shared machine's load falls on every method alike
         for task in args.tasks:
             for method in args.methods:
-                base_sweep = seed == args.seeds[0] and method == args.methods[0] and not args.no_sweep
-                jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out, base_sweep,
-                             not args.no_sweep))
+                grid = args.lrs or [chosen.get((task, method))]
+                for i, lr in enumerate(grid):
+                    lr = None if lr == recipe_lr(task, method) else lr  # the recipe's own rate keeps its name
+                    base_sweep = (seed == args.seeds[0] and method == args.methods[0] and i == 0
+                                  and not args.no_sweep)
+                    jobs.append((task, method, seed, args.steps, args.eval_every, args.eval_size, args.out,
+                                 base_sweep, not args.no_sweep, lr))
     results = []
     args.out.mkdir(parents=True, exist_ok=True)
     partial = args.out / "results.jsonl"  # one line per finished run: a stopped benchmark keeps what it measured
@@ -372,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
         results.append(res)
         with open(partial, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(res) + "\n")
-        print(f"{res['task']} {res['method']} seed {res['seed']}: {100 * final(res):.1f} ({res['wall_s']:.0f} s)",
+        print(f"{res['task']} {label(res['method'], res['lr'])} seed {res['seed']}: {100 * final(res):.1f} "
+              f"({res['wall_s']:.0f} s)",
               file=sys.stderr, flush=True)
 
     if args.workers > 1:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,3 +99,37 @@ def test_signals_average_the_training_records_over_seeds_and_windows(tmp_path):
     assert rows[2] == "| countdown | diffu-grpo | 2 | 1-2 | 0.150 | 2.000 | - | - | - | 4.000 | - |"
     assert rows[3].startswith("| countdown | diffu-grpo | 2 | 3-3 | 0.300 |")
     assert bench.signals(tmp_path, window=2, seeds=[1]).splitlines()[2].startswith("| countdown | diffu-grpo | 1 | 1-2 | 0.150 | 3.000 |")
+
+
+def _tried(method: str, lr, seed: int, reward: float, accs: list[float]) -> dict:
+    return {**_run(method, seed, 8, accs), "lr": lr, "reward_last50": reward}
+
+
+def test_a_learning_rate_is_set_last_and_a_run_at_another_rate_is_its_own_method():
+    bench = _bench()
+    assert bench.method_config("countdown", "dmpo", 0, 10, 5, 16, lr=5e-5).optim.lr == 5e-5
+    assert bench.method_config("countdown", "dmpo-paper", 0, 10, 5, 16, lr=5e-5).optim.lr == 5e-5  # over the preset
+    assert bench.recipe_lr("countdown", "diffu-grpo") == bench.method_config("countdown", "dmpo", 0, 1, 1, 1).optim.lr
+    runs = bench.ordered([_tried("dmpo", 1e-4, 0, 0.2, [0.3, 0.4, 0.5]), _tried("dmpo", None, 0, 0.1, [0.3, 0.2, 0.1]),
+                          _tried("dmpo", 5e-5, 0, 0.1, [0.3, 0.3, 0.3])])
+    assert [r["name"] for r in runs] == ["dmpo", "dmpo@5e-05", "dmpo@0.0001"]  # the recipe's rate first, then by rate
+    table = bench.table(runs)
+    assert "| dmpo@0.0001 | 8 | 1 | 30.0 | 45.0 |" in table and "| dmpo | 8 | 1 | 30.0 | 15.0 |" in table
+
+
+def test_tuning_picks_each_methods_rate_by_its_rollout_reward_never_by_held_out_accuracy():
+    bench = _bench()
+    runs = [_tried("dmpo", None, s, 0.10, [0.3, 0.6, 0.6]) for s in (0, 1)]  # best held-out, lower reward
+    runs += [_tried("dmpo", 1e-4, 0, 0.30, [0.3, 0.2, 0.2]), _tried("dmpo", 1e-4, 1, 0.0, [0.3, 0.2, 0.2])]
+    runs += [_tried("diffu-grpo", None, 0, 0.2, [0.3, 0.3, 0.3]), _tried("diffu-grpo", 4e-4, 0, 0.25, [0.3, 0.3, 0.3])]
+    text = bench.tuning(runs)
+    rows = {tuple(c.strip() for c in line.split("|")[2:4]): [c.strip() for c in line.split("|")[4:-1]]
+            for line in text.splitlines() if line.startswith("| sudoku")}
+    assert rows[("dmpo", "recipe")] == ["0/1", "0.100", "60.0 ± 0.0", ""]
+    assert rows[("dmpo", "0.0001")] == ["0/1", "0.150", "20.0 ± 0.0", "yes"]  # mean over seeds (0.3 + 0.0) / 2
+    assert rows[("diffu-grpo", "0.0004")][-1] == "yes"
+    assert text.splitlines()[-1] == "picks: sudoku:dmpo=0.0001 sudoku:diffu-grpo=0.0004"
+    assert bench.parse_lr(["countdown:dmpo=1e-4", "sudoku:diffpo=recipe"]) == {("countdown", "dmpo"): 1e-4,
+                                                                                ("sudoku", "diffpo"): None}
+    with pytest.raises(SystemExit, match="TASK:METHOD=LR"):
+        bench.parse_lr(["countdown:dmpo-typo=1e-4"])

@@ -6,7 +6,7 @@
                             [--lrs 5e-5 1e-4 2e-4 4e-4]   # a learning-rate grid: every method gets the same tries
                             [--lr countdown:dmpo=1e-4 ...] # one method's learning rate on one task
     python bench/compare.py --report bench-results/compare/results.json [more.json runs.jsonl ...] [--seeds 0 1]
-                            [--out DIR]
+                            [--lr countdown:dmpo=1e-4 ...] [--out DIR]
                                                           # table and plots again, several results merged
     python bench/compare.py --signals bench-results/compare/runs  # reward, gradient norm, weights per 50 steps
     python bench/compare.py --tuning bench-results/tune/results.jsonl  # the grid's tries and each pick
@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lrs", type=float, nargs="+", default=None,
                     help="a learning-rate grid: every (task, method, seed) runs at each (the same tries for every method)")
     ap.add_argument("--lr", nargs="+", default=[], metavar="TASK:METHOD=LR",
-                    help="one method's learning rate on one task (a number or 'recipe'), e.g. the picks of --tuning")
+                    help="one method's learning rate on one task (a number or 'recipe'), e.g. the picks of --tuning; "
+                    "with --report, only the runs at these rates (and the others at the recipe's)")
     ap.add_argument("--tuning", type=Path, nargs="+", metavar="RESULTS",
                     help="train nothing: the learning-rate tries of results files and each method's pick")
     ap.add_argument("--signals", type=Path, metavar="RUNS_DIR",
@@ -425,7 +426,9 @@ def main(argv: list[str] | None = None) -> None:
         print(tuning(load(args.tuning)))
         return
     if args.report:
-        runs = [r for r in load(args.report) if args.seeds is None or r["seed"] in args.seeds]
+        chosen = parse_lr(args.lr)  # with --lr, each (task, method) only at its given rate (the recipe's if unnamed)
+        runs = [r for r in load(args.report) if (args.seeds is None or r["seed"] in args.seeds)
+                and (not args.lr or r["lr"] == chosen.get((r["task"], r["method"])))]
         report(runs, args.out or args.report[0].parent)
         return
     args.seeds = args.seeds or [0, 1, 2]

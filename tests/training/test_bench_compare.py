@@ -133,3 +133,15 @@ def test_tuning_picks_each_methods_rate_by_its_rollout_reward_never_by_held_out_
                                                                                 ("sudoku", "diffpo"): None}
     with pytest.raises(SystemExit, match="TASK:METHOD=LR"):
         bench.parse_lr(["countdown:dmpo-typo=1e-4"])
+
+
+def test_report_with_rates_keeps_each_method_at_its_given_rate_only(tmp_path):
+    runs = [_tried("dmpo", None, 0, 0.1, [0.3, 0.1, 0.1]), _tried("dmpo", 1e-4, 0, 0.2, [0.3, 0.5, 0.5]),
+            _tried("diffu-grpo", None, 0, 0.2, [0.3, 0.4, 0.4]), _tried("diffu-grpo", 4e-4, 0, 0.1, [0.3, 0.2, 0.2])]
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in runs) + "\n")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--report", str(tmp_path / "results.jsonl"),
+                          "--lr", "sudoku:dmpo=1e-4", "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    methods = [line.split("|")[1].strip() for line in out.split("accuracy % / mean NFE")[0].splitlines()
+               if line.startswith("| ") and not line.startswith("| method")]
+    assert methods == ["dmpo@0.0001", "diffu-grpo"]  # diffu-grpo unnamed: at the recipe's rate

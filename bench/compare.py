@@ -116,9 +116,14 @@ def sweep(policy: Any, task_obj: Any, cfg: Any, items: list, label: dict) -> lis
     return out
 
 
+def rate(lr: float | None) -> str:
+    """A run's learning rate as the tables and ``--lr`` write it: ``recipe`` or the number."""
+    return "recipe" if lr is None else f"{lr:g}"
+
+
 def label(method: str, lr: float | None) -> str:
     """``METHOD`` at the recipe's learning rate, ``METHOD@LR`` at another."""
-    return method if lr is None else f"{method}@{lr:g}"
+    return method if lr is None else f"{method}@{rate(lr)}"
 
 
 def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, eval_size: int, out: Path,
@@ -338,9 +343,9 @@ def tuning(results: list[dict]) -> str:
         if not tries:
             continue
         best = max(tries, key=lambda lr: statistics.mean(r["reward_last50"] for r in tries[lr]))
-        picks.append(f"{task}:{method}={'recipe' if best is None else f'{best:g}'}")
+        picks.append(f"{task}:{method}={rate(best)}")
         for lr, rs in tries.items():
-            lines.append(f"| {task} | {method} | {'recipe' if lr is None else f'{lr:g}'} | "
+            lines.append(f"| {task} | {method} | {rate(lr)} | "
                          f"{'/'.join(str(r['seed']) for r in rs)} | "
                          f"{statistics.mean(r['reward_last50'] for r in rs):.3f} | {mean_sd([final(r) for r in rs])} | "
                          f"{'yes' if lr == best else ''} |")
